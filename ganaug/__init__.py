@@ -1,0 +1,20 @@
+"""ganaug: generative data augmentation with a class- and feature-conditional GAN and timm feature networks."""
+
+from ganaug.data import DataSource, ImageDataset, load_dataset, load_fashion_mnist
+from ganaug.features import FeatureExtractor, WeightsUnavailableError
+from ganaug.pretrain import PretrainConfig, PretrainResult, pretrain_extractor
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DataSource",
+    "FeatureExtractor",
+    "ImageDataset",
+    "PretrainConfig",
+    "PretrainResult",
+    "WeightsUnavailableError",
+    "__version__",
+    "load_dataset",
+    "load_fashion_mnist",
+    "pretrain_extractor",
+]

@@ -1,0 +1,36 @@
+"""What this machine offers ganaug: package versions, compute device, data sources and cached weights."""
+
+from __future__ import annotations
+
+import platform
+from importlib import metadata
+
+import torch
+
+from ganaug.data import find_fashion_mnist_sources
+from ganaug.weights import cached_weights
+
+__all__ = ["environment_report"]
+
+_PACKAGES = ("ganaug", "torch", "torchvision", "timm", "albumentations", "numpy", "safetensors", "huggingface_hub")
+
+
+def environment_report() -> dict:
+    """Versions, device, Fashion-MNIST sources and cached weights, as plain data (JSON-serializable)."""
+    versions = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    if torch.cuda.is_available():
+        device = {"type": "cuda", "count": torch.cuda.device_count(),
+                  "names": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]}
+    else:
+        device = {"type": "cpu", "threads": torch.get_num_threads()}
+    return {
+        "versions": versions,
+        "device": device,
+        "fashion_mnist_sources": find_fashion_mnist_sources(),
+        "cached_weights": cached_weights(),
+    }

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ganaug.data import DEBIAN_FASHION_MNIST_DIR, load_fashion_mnist
+
+
+@pytest.fixture(scope="session")
+def embedded_train():
+    return load_fashion_mnist("train", source="embedded")
+
+
+@pytest.fixture(scope="session")
+def embedded_test():
+    return load_fashion_mnist("test", source="embedded")
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """Write a uint8 array as a gzipped IDX file, the format Fashion-MNIST ships in."""
+    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    with gzip.open(path, "wb") as handle:
+        handle.write(header + array.astype(np.uint8).tobytes())
+
+
+def write_fashion_mnist_idx(folder: Path, num_train: int = 30, num_test: int = 20, seed: int = 0) -> dict:
+    """A tiny stand-in Fashion-MNIST in IDX files; returns the arrays written."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays = {}
+    for split, prefix, count in (("train", "train", num_train), ("test", "t10k", num_test)):
+        images = rng.integers(0, 256, size=(count, 28, 28), dtype=np.uint8)
+        labels = (np.arange(count) % 10).astype(np.uint8)
+        write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", images)
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", labels)
+        arrays[split] = (images, labels)
+    return arrays
+
+
+debian_present = pytest.mark.skipif(
+    not (DEBIAN_FASHION_MNIST_DIR / "train-images-idx3-ubyte.gz").is_file(),
+    reason="Debian package dataset-fashion-mnist is not installed (apt-get install dataset-fashion-mnist)",
+)

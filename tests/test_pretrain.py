@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
+
+from ganaug import FeatureExtractor, PretrainConfig, pretrain_extractor
+from ganaug.data import ImageDataset
+
+
+def test_pretrain_learns_the_embedded_subset_and_loads_as_extractor(embedded_train, embedded_test, tmp_path):
+    path = tmp_path / "extractor.safetensors"
+    result = pretrain_extractor(embedded_train, path, epochs=3, input_size=32, progress=False, seed=0)
+    assert result.path == path and path.is_file()
+    assert result.num_train == 1800 and result.num_val == 200
+    assert [h["epoch"] for h in result.history] == [1, 2, 3]
+    # Chance is 0.10; three epochs on 1,800 images reach about 0.7.
+    assert result.val_accuracy >= 0.6, result.history
+
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata()
+    assert metadata["model_name"] == "resnet18" and metadata["input_size"] == "32"
+    assert json.loads(metadata["classes"])[0] == "T-shirt/top"
+    assert float(metadata["val_accuracy"]) == pytest.approx(result.val_accuracy, abs=1e-6)
+
+    extractor = FeatureExtractor("resnet18", pretrained=path, out_indices=(1, 2, 3))
+    assert extractor.input_size == 32  # taken from the file
+    # The loaded features separate the classes: a nearest-class-mean rule on held-out test images.
+    with torch.no_grad():
+        train_vectors = extractor.embed(embedded_train.images)
+        test_vectors = extractor.embed(embedded_test.images)
+    means = torch.stack([train_vectors[embedded_train.labels == c].mean(0) for c in range(10)])
+    predictions = torch.cdist(test_vectors, means).argmin(1)
+    assert (predictions == embedded_test.labels).float().mean() > 0.5
+
+    with pytest.raises(ValueError, match="holds a 'resnet18' network, but model_name is 'resnet34'"):
+        FeatureExtractor("resnet34", pretrained=path)
+
+
+def test_pretrain_is_deterministic_for_a_seed(tmp_path):
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (40, 3, 16, 16), dtype=torch.uint8, generator=generator)
+    dataset = ImageDataset.from_arrays(images, torch.arange(40) % 2)
+    config = PretrainConfig(model_name="resnet10t", input_size=16, epochs=1, batch_size=16)
+    first = pretrain_extractor(dataset, tmp_path / "a.safetensors", config, progress=False)
+    second = pretrain_extractor(dataset, tmp_path / "b.safetensors", config, progress=False)
+    assert first.history == second.history
+    weights_a, weights_b = load_file(tmp_path / "a.safetensors"), load_file(tmp_path / "b.safetensors")
+    assert weights_a.keys() == weights_b.keys()
+    assert all(torch.equal(weights_a[k], weights_b[k]) for k in weights_a)
+
+
+def test_pretrain_rejects_bad_arguments(embedded_train, tmp_path):
+    with pytest.raises(ValueError, match="out should be a .safetensors path"):
+        pretrain_extractor(embedded_train, tmp_path / "x.pth", progress=False)
+    with pytest.raises(TypeError, match=r"unknown PretrainConfig fields: \['epoch'\]"):
+        pretrain_extractor(embedded_train, tmp_path / "x.safetensors", epoch=2)
+    with pytest.raises(ValueError, match="epochs should be a positive int"):
+        PretrainConfig(epochs=0)
+    with pytest.raises(TypeError, match="should be a ganaug ImageDataset"):
+        pretrain_extractor([(torch.zeros(1, 8, 8), 0)], tmp_path / "x.safetensors")
+    assert not list(tmp_path.iterdir()), "nothing is written when the arguments are bad"
