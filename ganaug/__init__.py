@@ -2,19 +2,24 @@
 
 from ganaug.data import DataSource, ImageDataset, load_dataset, load_fashion_mnist
 from ganaug.features import FeatureExtractor, WeightsUnavailableError
+from ganaug.gan import GANAug
 from ganaug.pretrain import PretrainConfig, PretrainResult, pretrain_extractor
+from ganaug.training import TrainConfig, train
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DataSource",
     "FeatureExtractor",
+    "GANAug",
     "ImageDataset",
     "PretrainConfig",
     "PretrainResult",
+    "TrainConfig",
     "WeightsUnavailableError",
     "__version__",
     "load_dataset",
     "load_fashion_mnist",
     "pretrain_extractor",
+    "train",
 ]

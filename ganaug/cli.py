@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 from pathlib import Path
 
@@ -59,6 +60,41 @@ def _build_parser() -> argparse.ArgumentParser:
     pretrain.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     pretrain.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     pretrain.set_defaults(handler=_pretrain)
+
+    train = commands.add_parser(
+        "train", help="train a conditional GAN (CPU or CUDA; multi-GPU under torchrun)",
+        description="Train a class- and instance-conditional GAN with a projected timm discriminator. Give a "
+                    "budget with --minutes and/or --steps. Under torchrun it trains data-parallel.")
+    train.add_argument("--data", help="'fashion-mnist' or an ImageFolder folder (not needed with --resume)")
+    train.add_argument("--out", type=Path, help="run directory to create")
+    train.add_argument("--resume", type=Path, metavar="RUN", help="continue this run exactly where it stopped")
+    train.add_argument("--minutes", type=float, default=None, help="training-time budget (total, across resumes)")
+    train.add_argument("--steps", type=int, default=None, help="step budget (total, across resumes)")
+    train.add_argument("--image-size", type=int, default=None, help="resolution: 28, 32, 64, 128 or 256")
+    train.add_argument("--channels", type=int, default=None, choices=(1, 3))
+    train.add_argument("--backbone", default=None, help="timm backbone of the discriminator (default: resnet18)")
+    train.add_argument("--backbone-weights", default=None,
+                       help="auto (hub/cache, else pretrain on the data), hub, pretrain, random, or a file")
+    train.add_argument("--backbone-input-size", type=int, default=None, help="backbone input side (default: 32)")
+    train.add_argument("--batch-size", type=int, default=None, help="global batch size (default: 64)")
+    train.add_argument("--no-instance", action="store_true", help="class-only generator (no instance features)")
+    train.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    train.add_argument("--precision", default=None, choices=("auto", "fp32", "bf16", "fp16"))
+    train.add_argument("--compile", action="store_true", help="torch.compile the trained networks")
+    train.add_argument("--seed", type=int, default=None)
+    train.set_defaults(handler=_train)
+
+    sample = commands.add_parser("sample", help="write a grid of samples from a run or an exported model",
+                                 description="Sample a trained model and write a PNG grid (one row per class "
+                                             "unless --class is given).")
+    sample.add_argument("run", type=Path, help="run directory or exported model folder")
+    sample.add_argument("--num", type=int, default=64, help="number of images (default: 64)")
+    sample.add_argument("--class", dest="class_label", default=None,
+                        help="class index or name (default: all classes in turn)")
+    sample.add_argument("--out", type=Path, required=True, help="PNG file to write")
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--truncation", type=float, default=1.0, help="noise scale in (0, 1] (default: 1)")
+    sample.set_defaults(handler=_sample)
 
     demo = commands.add_parser("demo", help="the quick-start demo on the embedded Fashion-MNIST subset",
                                description="Train a feature network on the embedded Fashion-MNIST subset and show "
@@ -119,6 +155,77 @@ def _pretrain(args: argparse.Namespace) -> int:
           f"({result.seconds:.0f} s, {result.num_train} training images)")
     print(f"saved {result.path}; use it as FeatureExtractor({args.model!r}, pretrained={str(result.path)!r})")
     return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from ganaug.data import load_dataset
+    from ganaug.training import TrainConfig, train
+
+    overrides = {"minutes": args.minutes, "steps": args.steps, "resolution": args.image_size,
+                 "channels": args.channels, "backbone": args.backbone, "backbone_weights": args.backbone_weights,
+                 "backbone_input_size": args.backbone_input_size, "batch_size": args.batch_size,
+                 "device": args.device, "precision": args.precision, "seed": args.seed}
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if args.no_instance:
+        overrides["instance_conditioning"] = False
+    if args.compile:
+        overrides["compile"] = True
+    if args.resume is not None:
+        run_dir = args.resume
+        config_path = run_dir / "config.json"
+        if not config_path.is_file():
+            raise FileNotFoundError(f"--resume {str(run_dir)!r}: no config.json there, so it is not a ganaug run")
+        run_info = json.loads(config_path.read_text())
+        budget = {k: overrides.pop(k) for k in ("minutes", "steps") if k in overrides}
+        if overrides:
+            raise ValueError(f"--resume continues the saved config; only --minutes/--steps may change, got "
+                             f"{sorted(overrides)}")
+        config = TrainConfig.from_dict({**run_info["config"], **budget})
+        data = run_info["config"].get("extra", {}).get("data")
+        if data is None:
+            raise ValueError(f"run {str(run_dir)!r} was not started from the command line; resume it in Python")
+    else:
+        if args.data is None or args.out is None:
+            raise ValueError("train needs --data and --out (or --resume RUN)")
+        config = TrainConfig(**overrides, extra={"data": args.data})
+        run_dir, data = args.out, args.data
+    dataset = load_dataset(data, split="train", image_size=config.resolution, channels=config.channels,
+                           progress=True)
+    gan = train(dataset, config, run_dir, resume=args.resume is not None)
+    if gan is not None:
+        print(f"trained to step {gan.info['step']}; samples in {run_dir / 'samples'}; sample more with "
+              f"'ganaug sample {run_dir} --num 64 --out grid.png'")
+    return 0
+
+
+def _sample(args: argparse.Namespace) -> int:
+    import torch
+
+    from ganaug._io import save_image_grid
+    from ganaug.gan import GANAug
+
+    gan = GANAug.from_pretrained(args.run)
+    if args.class_label is None:  # classes in turn, one row each
+        nrow = math.ceil(args.num / gan.num_classes)
+        labels = torch.arange(gan.num_classes).repeat_interleave(nrow)[: args.num]
+    else:
+        labels, nrow = _class_index(args.class_label, gan.classes), 8
+    images = gan.sample(args.num, labels=labels, seed=args.seed, truncation=args.truncation)
+    path = save_image_grid(images, args.out, nrow=nrow, scale=max(1, 64 // gan.resolution))
+    print(f"wrote {len(images)} samples to {path}")
+    return 0
+
+
+def _class_index(value: str, classes: tuple[str, ...]) -> int:
+    if value in classes:
+        return classes.index(value)
+    try:
+        index = int(value)
+    except ValueError:
+        raise ValueError(f"--class should be a class index or one of {list(classes)}, got {value!r}") from None
+    if not 0 <= index < len(classes):
+        raise ValueError(f"--class should lie in [0, {len(classes)}), got {index}")
+    return index
 
 
 def _demo(args: argparse.Namespace) -> int:

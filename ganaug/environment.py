@@ -10,19 +10,25 @@ import torch
 from ganaug.data import find_fashion_mnist_sources
 from ganaug.weights import cached_weights
 
-__all__ = ["environment_report"]
+__all__ = ["environment_report", "package_versions"]
 
 _PACKAGES = ("ganaug", "torch", "torchvision", "timm", "albumentations", "numpy", "safetensors", "huggingface_hub")
 
 
-def environment_report() -> dict:
-    """Versions, device, Fashion-MNIST sources and cached weights, as plain data (JSON-serializable)."""
-    versions = {"python": platform.python_version()}
+def package_versions() -> dict[str, str | None]:
+    """Versions of Python and of the packages ganaug runs on (None when not installed)."""
+    versions: dict[str, str | None] = {"python": platform.python_version()}
     for name in _PACKAGES:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = None
+    return versions
+
+
+def environment_report() -> dict:
+    """Versions, device, Fashion-MNIST sources and cached weights, as plain data (JSON-serializable)."""
+    versions = package_versions()
     if torch.cuda.is_available():
         device = {"type": "cuda", "count": torch.cuda.device_count(),
                   "names": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]}

@@ -82,7 +82,21 @@ class FeatureExtractor(nn.Module):
             raise ValueError(f"input_size should be an int >= 8 or None, got {input_size!r}")
         if not timm.is_model(model_name.split(".")[0]):
             raise ValueError(f"model_name {model_name!r} is not a timm model (see timm.list_models())")
-        resolved = resolve_weights(model_name, pretrained)
+        self._build(model_name, resolve_weights(model_name, pretrained), out_indices, input_size)
+
+    @classmethod
+    def from_state_dict(cls, model_name: str, state_dict: dict[str, torch.Tensor],
+                        out_indices: Sequence[int] | None = None, input_size: int | None = None,
+                        weights_origin: str = "state_dict") -> FeatureExtractor:
+        """Rebuild an extractor from the ``state_dict()`` of one (as saved inside ganaug checkpoints)."""
+        extractor = cls.__new__(cls)
+        nn.Module.__init__(extractor)
+        extractor._build(model_name, ResolvedWeights(origin=weights_origin), out_indices, input_size)
+        extractor.load_state_dict(state_dict)
+        return extractor
+
+    def _build(self, model_name: str, resolved: ResolvedWeights, out_indices: Sequence[int] | None,
+               input_size: int | None) -> None:
         if input_size is None and "input_size" in resolved.metadata:
             input_size = int(resolved.metadata["input_size"])
         self.model = _create_features_model(model_name, resolved, out_indices)

@@ -45,3 +45,24 @@ debian_present = pytest.mark.skipif(
     not (DEBIAN_FASHION_MNIST_DIR / "train-images-idx3-ubyte.gz").is_file(),
     reason="Debian package dataset-fashion-mnist is not installed (apt-get install dataset-fashion-mnist)",
 )
+
+
+@pytest.fixture(scope="session")
+def random_extractor():
+    import warnings
+
+    from ganaug import FeatureExtractor
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return FeatureExtractor("resnet18", pretrained=False, out_indices=(1, 2, 3), input_size=32)
+
+
+@pytest.fixture(scope="session")
+def extractor_file(tmp_path_factory, embedded_train):
+    """A resnet18 pretrained for one epoch on the embedded subset (a few seconds)."""
+    from ganaug import pretrain_extractor
+
+    path = tmp_path_factory.mktemp("extractor") / "resnet18.safetensors"
+    pretrain_extractor(embedded_train, path, epochs=1, input_size=32, progress=False)
+    return path

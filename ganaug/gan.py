@@ -1,0 +1,246 @@
+"""``GANAug``: a trained generator, loaded from a run or an export, ready to sample."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ganaug.checkpoint import MODEL_FORMAT, CheckpointError, read_checkpoint, strip_prefix, write_checkpoint
+from ganaug.features import FeatureExtractor
+from ganaug.models import Generator
+
+__all__ = ["GANAug"]
+
+MODEL_FILE = "model.safetensors"
+
+
+class GANAug:
+    """A trained class- (and instance-) conditional generator: the EMA weights, plus what sampling needs.
+
+    Build one with :meth:`from_pretrained` (a run directory or an export) or get it from
+    :func:`ganaug.train`. Sampling is deterministic for a seed, and an image does not depend on
+    what else is in its batch.
+    """
+
+    def __init__(self, generator: Generator, extractor: FeatureExtractor | None, bank_features: torch.Tensor | None,
+                 bank_labels: torch.Tensor | None, info: dict, device: str | torch.device | None = None):
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.generator = generator.eval().requires_grad_(False).to(self.device)
+        self.extractor = None if extractor is None else extractor.to(self.device)
+        self.bank_features = bank_features
+        self.bank_labels = bank_labels
+        self.info = info
+
+    # --- loading and saving ----------------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, device: str | torch.device | None = None) -> GANAug:
+        """Load a run directory (its latest checkpoint) or a folder written by :meth:`save_pretrained`."""
+        path = Path(path)
+        if (path / MODEL_FILE).is_file():
+            tensors, info = read_checkpoint(path / MODEL_FILE, file_format=MODEL_FORMAT)
+        elif (path / "checkpoint.safetensors").is_file():
+            tensors, checkpoint_info = read_checkpoint(path / "checkpoint.safetensors")
+            run_info = json.loads((path / "config.json").read_text())
+            info = _model_info(run_info, checkpoint_info["step"], tensors)
+            tensors = {k: v for k, v in tensors.items() if k.split(".")[0] in ("g_ema", "extractor", "bank")}
+        elif path.exists():
+            raise CheckpointError(f"{str(path)!r} holds neither {MODEL_FILE} (an exported model) nor "
+                                  "checkpoint.safetensors (a training run)")
+        else:
+            raise FileNotFoundError(f"model path {str(path)!r} does not exist")
+        generator = Generator(**info["generator"])
+        generator.load_state_dict(strip_prefix(tensors, "g_ema"))
+        extractor = None
+        extractor_state = strip_prefix(tensors, "extractor")
+        if extractor_state:
+            backbone = info["backbone"]
+            extractor = FeatureExtractor.from_state_dict(backbone["name"], extractor_state,
+                                                         out_indices=backbone["out_indices"],
+                                                         input_size=backbone["input_size"],
+                                                         weights_origin=backbone["origin"])
+        return cls(generator, extractor, tensors.get("bank.features"), tensors.get("bank.labels"), info, device)
+
+    def save_pretrained(self, path: str | os.PathLike) -> Path:
+        """Export the EMA generator, the feature network and the instance bank to ``path/model.safetensors``."""
+        path = Path(path)
+        tensors = {f"g_ema.{k}": v for k, v in self.generator.state_dict().items()}
+        if self.extractor is not None:
+            tensors.update({f"extractor.{k}": v for k, v in self.extractor.state_dict().items()})
+        if self.bank_features is not None:
+            tensors["bank.features"] = self.bank_features
+            tensors["bank.labels"] = self.bank_labels
+        write_checkpoint(path / MODEL_FILE, tensors, self.info, file_format=MODEL_FORMAT)
+        return path
+
+    # --- what it makes ---------------------------------------------------------------------------
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return tuple(self.info["classes"])
+
+    @property
+    def num_classes(self) -> int:
+        return self.generator.num_classes
+
+    @property
+    def resolution(self) -> int:
+        return self.generator.resolution
+
+    @property
+    def channels(self) -> int:
+        return self.generator.channels
+
+    @property
+    def instance_conditional(self) -> bool:
+        return self.generator.instance_dim > 0
+
+    @torch.no_grad()
+    def sample(self, num: int, labels: int | Sequence[int] | torch.Tensor | None = None, seed: int | None = None,
+               truncation: float = 1.0, batch_size: int = 256) -> torch.Tensor:
+        """Class-conditional samples.
+
+        Args:
+            num: how many images.
+            labels: one class for all, one label per image, or None for classes in turn (0, 1, ...).
+            seed: makes the output reproducible; None draws a fresh seed.
+            truncation: in (0, 1]; scales the noise, trading diversity for fidelity.
+            batch_size: images per generator pass.
+
+        Returns:
+            uint8 (num, channels, resolution, resolution).
+        """
+        if not isinstance(num, int) or num < 0:
+            raise ValueError(f"num should be a non-negative int, got {num!r}")
+        if not 0.0 < truncation <= 1.0:
+            raise ValueError(f"truncation should lie in (0, 1], got {truncation!r}")
+        labels = self._labels(num, labels)
+        generator = _generator(seed)
+        z = torch.randn(num, self.generator.z_dim, generator=generator) * truncation
+        instance = self._bank_draw(labels, generator) if self.instance_conditional else None
+        return self._generate(z, labels, instance, batch_size)
+
+    @torch.no_grad()
+    def sample_like(self, images: torch.Tensor, num_per_image: int = 1, seed: int | None = None,
+                    labels: int | Sequence[int] | torch.Tensor | None = None, batch_size: int = 256) -> torch.Tensor:
+        """Variants of given images: generated with their backbone features as the instance condition.
+
+        Args:
+            images: uint8 in [0, 255] or float in [0, 1]; (N, C, H, W) or (C, H, W), C in {1, 3}.
+            num_per_image: variants per input image.
+            seed: makes the output reproducible.
+            labels: the images' classes; default: inferred from their features (nearest neighbours
+                in the instance bank).
+            batch_size: images per generator pass.
+
+        Returns:
+            uint8 (N * num_per_image, channels, resolution, resolution), the variants of image 0
+            first.
+        """
+        if not self.instance_conditional:
+            raise ValueError("sample_like needs an instance-conditional model (TrainConfig.instance_conditioning)")
+        if not isinstance(num_per_image, int) or num_per_image < 1:
+            raise ValueError(f"num_per_image should be a positive int, got {num_per_image!r}")
+        features = self.embed(images)
+        labels = self.infer_labels(features) if labels is None else self._labels(len(features), labels)
+        generator = _generator(seed)
+        features = features.repeat_interleave(num_per_image, dim=0)
+        labels = labels.repeat_interleave(num_per_image)
+        z = torch.randn(len(labels), self.generator.z_dim, generator=generator)
+        return self._generate(z, labels, features.cpu(), batch_size)
+
+    @torch.no_grad()
+    def embed(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+        """Instance features of images (the backbone's pooled features): float (N, instance_dim) on the CPU."""
+        if self.extractor is None:
+            raise ValueError("this model has no feature network")
+        if not isinstance(images, torch.Tensor):
+            raise TypeError(f"images should be a torch.Tensor, got {type(images).__name__}")
+        if images.ndim == 3:
+            images = images.unsqueeze(0)
+        if images.ndim != 4 or images.shape[1] not in (1, 3):
+            raise ValueError(f"images should be (N, C, H, W) or (C, H, W) with C in (1, 3), got {tuple(images.shape)}")
+        return torch.cat([self.extractor.embed(images[i:i + batch_size].to(self.device)).float().cpu()
+                          for i in range(0, len(images), batch_size)])
+
+    def infer_labels(self, features: torch.Tensor, k: int = 5) -> torch.Tensor:
+        """Class labels for instance features, by a k-nearest-neighbour vote in the instance bank."""
+        bank = F.normalize(self.bank_features.float(), dim=1)
+        nearest = (F.normalize(features.float(), dim=1) @ bank.T).topk(min(k, len(bank)), dim=1).indices
+        votes = F.one_hot(self.bank_labels[nearest], num_classes=self.num_classes).sum(dim=1)
+        return votes.argmax(dim=1)
+
+    def _generate(self, z: torch.Tensor, labels: torch.Tensor, instance: torch.Tensor | None,
+                  batch_size: int) -> torch.Tensor:
+        out = []
+        for i in range(0, len(z), batch_size):
+            part = None if instance is None else instance[i:i + batch_size].to(self.device)
+            images = self.generator(z[i:i + batch_size].to(self.device), labels[i:i + batch_size].to(self.device), part)
+            out.append(((images.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).cpu())
+        if not out:
+            return torch.empty(0, self.channels, self.resolution, self.resolution, dtype=torch.uint8)
+        return torch.cat(out)
+
+    def _labels(self, num: int, labels) -> torch.Tensor:
+        if labels is None:
+            return torch.arange(num) % self.num_classes
+        if isinstance(labels, int):
+            labels = torch.full((num,), labels)
+        labels = torch.as_tensor(labels, dtype=torch.int64).flatten()
+        if len(labels) != num:
+            raise ValueError(f"labels should hold one label per image ({num}), got {len(labels)}")
+        if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
+            raise ValueError(f"labels should lie in [0, {self.num_classes}), got values in "
+                             f"[{int(labels.min())}, {int(labels.max())}]")
+        return labels
+
+    def _bank_draw(self, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """One random bank feature of the right class per label."""
+        out = torch.empty(len(labels), self.bank_features.shape[1])
+        for label in labels.unique().tolist():
+            rows = torch.nonzero(self.bank_labels == label).flatten()
+            where = torch.nonzero(labels == label).flatten()
+            picks = rows[torch.randint(len(rows), (len(where),), generator=generator)]
+            out[where] = self.bank_features[picks].float()
+        return out
+
+    def __repr__(self) -> str:
+        return (f"GANAug(classes={self.num_classes}, resolution={self.resolution}, channels={self.channels}, "
+                f"instance_conditional={self.instance_conditional}, step={self.info.get('step')})")
+
+
+def _model_info(run_info: dict, step: int, tensors: dict[str, torch.Tensor]) -> dict:
+    """What a model needs to rebuild itself, from a run's config.json and checkpoint."""
+    config = run_info["config"]
+    instance_dim = tensors["bank.features"].shape[1] if "bank.features" in tensors else 0
+    return {
+        "generator": {
+            "num_classes": len(run_info["classes"]), "resolution": run_info["resolution"],
+            "channels": run_info["channels"], "z_dim": config["z_dim"], "embed_dim": config["embed_dim"],
+            "instance_dim": instance_dim, "base_channels": config["g_channels"],
+            "min_channels": config["g_min_channels"],
+        },
+        "backbone": {
+            "name": config["backbone"], "out_indices": config["backbone_out_indices"],
+            "input_size": config["backbone_input_size"], "origin": run_info["backbone"]["origin"],
+        },
+        "classes": run_info["classes"],
+        "step": step,
+        "data": run_info["data"],
+        "versions": run_info["versions"],
+    }
+
+
+def _generator(seed: int | None) -> torch.Generator:
+    generator = torch.Generator()
+    if seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(seed)
+    return generator
+

@@ -1,0 +1,242 @@
+"""The generator and the projected discriminator.
+
+Generator: a ResNet-style upsampling network whose group norms are modulated by a conditioning
+vector made from the noise, the class embedding and (optionally) an instance feature vector,
+i.e. the pooled ``FeatureExtractor.embed`` of a real image, as in IC-GAN.
+
+Discriminator: Projected-GAN style. A frozen timm ``FeatureExtractor`` gives multi-scale
+feature maps; fixed random 1x1 convolutions mix channels (CCM) and scales (CSM); one small
+spectral-normalized head per scale scores them. A further head looks at the raw pixels, so
+that artifacts the frozen features cannot see (the dot pattern in ../shared/FINDINGS.md) are
+still penalized. Every head is conditioned by projection on the class embedding, plus the
+instance embedding when one is used.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+from ganaug.features import FeatureExtractor
+
+__all__ = ["SUPPORTED_RESOLUTIONS", "Generator", "ProjectedDiscriminator", "initial_size"]
+
+SUPPORTED_RESOLUTIONS = (28, 32, 64, 128, 256)
+
+
+def initial_size(resolution: int) -> int:
+    """The generator's first feature-map side: ``resolution`` halved while even and above 7."""
+    size = resolution
+    while size % 2 == 0 and size > 7:
+        size //= 2
+    return size
+
+
+class ConditionalGroupNorm(nn.Module):
+    """GroupNorm without its own affine, scaled and shifted by linear maps of a conditioning vector."""
+
+    def __init__(self, channels: int, cond_dim: int):
+        super().__init__()
+        self.norm = nn.GroupNorm(min(32, channels // 4), channels, affine=False)
+        self.scale = nn.Linear(cond_dim, channels)
+        self.shift = nn.Linear(cond_dim, channels)
+        nn.init.zeros_(self.scale.weight)
+        nn.init.zeros_(self.scale.bias)
+        nn.init.zeros_(self.shift.weight)
+        nn.init.zeros_(self.shift.bias)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        scale = 1 + self.scale(cond)[:, :, None, None]
+        return self.norm(x) * scale + self.shift(cond)[:, :, None, None]
+
+
+class UpBlock(nn.Module):
+    """Nearest 2x upsampling, two 3x3 convolutions with conditional norms, and a 1x1 skip."""
+
+    def __init__(self, in_channels: int, out_channels: int, cond_dim: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        self.norm1 = ConditionalGroupNorm(out_channels, cond_dim)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
+        self.norm2 = ConditionalGroupNorm(out_channels, cond_dim)
+        self.skip = nn.Conv2d(in_channels, out_channels, 1)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+        h = F.leaky_relu(self.norm1(self.conv1(x), cond), 0.2)
+        h = F.leaky_relu(self.norm2(self.conv2(h), cond), 0.2)
+        return (h + self.skip(x)) / math.sqrt(2)
+
+
+class Generator(nn.Module):
+    """Class- and instance-conditional generator.
+
+    Args:
+        num_classes: number of class labels.
+        resolution: output side, one of 28, 32, 64, 128, 256.
+        channels: output channels, 1 or 3.
+        z_dim: noise width.
+        embed_dim: width of the class embedding and of the projected instance feature.
+        instance_dim: width of instance feature vectors; 0 for a class-only generator.
+        base_channels: channels at the first (lowest-resolution) block; halved each block,
+            down to ``min_channels``.
+        min_channels: narrowest block.
+    """
+
+    def __init__(self, num_classes: int, resolution: int, channels: int, z_dim: int = 64, embed_dim: int = 64,
+                 instance_dim: int = 0, base_channels: int = 256, min_channels: int = 64):
+        super().__init__()
+        if resolution not in SUPPORTED_RESOLUTIONS:
+            raise ValueError(f"resolution should be one of {SUPPORTED_RESOLUTIONS}, got {resolution!r}")
+        if channels not in (1, 3):
+            raise ValueError(f"channels should be 1 or 3, got {channels!r}")
+        self.num_classes, self.resolution, self.channels = num_classes, resolution, channels
+        self.z_dim, self.instance_dim = z_dim, instance_dim
+        self.class_embed = nn.Embedding(num_classes, embed_dim)
+        self.instance_proj = nn.Linear(instance_dim, embed_dim) if instance_dim else None
+        cond_in = z_dim + embed_dim * (2 if instance_dim else 1)
+        cond_dim = 256
+        self.mapping = nn.Sequential(nn.Linear(cond_in, cond_dim), nn.LeakyReLU(0.2),
+                                     nn.Linear(cond_dim, cond_dim), nn.LeakyReLU(0.2))
+        self.start_size = initial_size(resolution)
+        num_blocks = int(math.log2(resolution // self.start_size))
+        widths = [max(min_channels, base_channels // 2**i) for i in range(num_blocks + 1)]
+        self.start = nn.Linear(cond_dim, widths[0] * self.start_size**2)
+        self.start_norm = ConditionalGroupNorm(widths[0], cond_dim)
+        self.blocks = nn.ModuleList(UpBlock(widths[i], widths[i + 1], cond_dim) for i in range(num_blocks))
+        self.to_image = nn.Conv2d(widths[-1], channels, 3, padding=1)
+
+    def condition(self, z: torch.Tensor, labels: torch.Tensor, instance: torch.Tensor | None) -> torch.Tensor:
+        parts = [z, self.class_embed(labels)]
+        if self.instance_proj is not None:
+            if instance is None:
+                raise ValueError("this generator is instance-conditional: instance features are required")
+            parts.append(self.instance_proj(F.normalize(instance, dim=1)))
+        elif instance is not None:
+            raise ValueError("this generator is class-only: instance should be None")
+        return self.mapping(torch.cat(parts, dim=1))
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor, instance: torch.Tensor | None = None) -> torch.Tensor:
+        """Generate images.
+
+        Args:
+            z: float (N, z_dim) noise.
+            labels: int64 (N,) class labels.
+            instance: float (N, instance_dim) instance features, or None for a class-only generator.
+
+        Returns:
+            float (N, channels, resolution, resolution) in [-1, 1].
+        """
+        cond = self.condition(z, labels, instance)
+        x = self.start(cond).view(z.shape[0], -1, self.start_size, self.start_size)
+        x = F.leaky_relu(self.start_norm(x, cond), 0.2)
+        for block in self.blocks:
+            x = block(x, cond)
+        return torch.tanh(self.to_image(x))
+
+
+class ProjectionHead(nn.Module):
+    """A small spectral-normalized conv net on one feature map, with a projection-conditioned score.
+
+    Strided 4x4 convolutions halve the map down to at most 4 x 4; the score at each location is
+    a 1x1 convolution plus the dot product of the features with a projection of the condition.
+    """
+
+    def __init__(self, in_channels: int, channels: int, size: int, cond_dim: int):
+        super().__init__()
+        layers: list[nn.Module] = [spectral_norm(nn.Conv2d(in_channels, channels, 3, padding=1)), nn.LeakyReLU(0.2)]
+        while size > 4:
+            layers += [spectral_norm(nn.Conv2d(channels, channels, 4, stride=2, padding=1)), nn.LeakyReLU(0.2)]
+            size = (size + 1) // 2
+        self.body = nn.Sequential(*layers)
+        self.score = spectral_norm(nn.Conv2d(channels, 1, 1))
+        self.project = spectral_norm(nn.Linear(cond_dim, channels, bias=False))
+        self.channels = channels
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        h = self.body(x)
+        projection = (h * self.project(cond)[:, :, None, None]).sum(dim=1, keepdim=True) / math.sqrt(self.channels)
+        return (self.score(h) + projection).flatten(1)
+
+
+class ProjectedDiscriminator(nn.Module):
+    """Frozen timm features, fixed random channel and scale mixing, and conditional heads.
+
+    Args:
+        extractor: the frozen multi-scale feature network.
+        num_classes: number of class labels.
+        image_channels: channels of the images D judges.
+        resolution: side of the images D judges (for the pixel head).
+        instance_dim: width of instance features; 0 for class-only conditioning.
+        mixing_channels: output channels of the fixed random 1x1 mixing per scale.
+        head_channels: width of each head.
+        embed_dim: width of the conditioning embedding.
+        pixel_head: add a head on the raw pixels (guards against artifacts the features miss).
+        seed: seed of the fixed random mixing weights.
+    """
+
+    def __init__(self, extractor: FeatureExtractor, num_classes: int, image_channels: int, resolution: int,
+                 instance_dim: int = 0, mixing_channels: int = 64, head_channels: int = 64, embed_dim: int = 64,
+                 pixel_head: bool = True, seed: int = 0):
+        super().__init__()
+        self.extractor = extractor
+        generator = torch.Generator().manual_seed(seed)
+        feature_channels = extractor.channels
+        # Fixed random mixing (not trained): buffers, so they are saved but never optimized.
+        for i, channels in enumerate(feature_channels):
+            self.register_buffer(f"ccm_{i}", _random_conv1x1(channels, mixing_channels, generator))
+        for i in range(len(feature_channels) - 1):
+            self.register_buffer(f"csm_{i}", _random_conv1x1(mixing_channels, mixing_channels, generator))
+        probe = torch.zeros(1, image_channels, resolution, resolution)
+        with torch.no_grad():
+            sizes = [m.shape[-1] for m in extractor(probe)]
+        self.class_embed = nn.Embedding(num_classes, embed_dim)
+        self.instance_proj = nn.Linear(instance_dim, embed_dim) if instance_dim else None
+        self.heads = nn.ModuleList(ProjectionHead(mixing_channels, head_channels, s, embed_dim) for s in sizes)
+        self.pixel = ProjectionHead(image_channels, head_channels // 2, resolution, embed_dim) if pixel_head else None
+        self.num_scales = len(feature_channels)
+
+    def condition(self, labels: torch.Tensor, instance: torch.Tensor | None) -> torch.Tensor:
+        cond = self.class_embed(labels)
+        if self.instance_proj is not None and instance is not None:
+            cond = cond + self.instance_proj(F.normalize(instance, dim=1))
+        return cond
+
+    def features(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """Mixed multi-scale features of images in [-1, 1] (the frozen, untrained part of D)."""
+        maps = self.extractor((images + 1) / 2)
+        mixed = [F.conv2d(m, getattr(self, f"ccm_{i}")) for i, m in enumerate(maps)]
+        # Cross-scale mixing, top-down as in a feature pyramid.
+        for i in range(self.num_scales - 2, -1, -1):
+            upper = F.interpolate(mixed[i + 1], size=mixed[i].shape[-2:], mode="bilinear", align_corners=False)
+            mixed[i] = mixed[i] + F.conv2d(upper, getattr(self, f"csm_{i}"))
+        return mixed
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor, instance: torch.Tensor | None = None,
+                features: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
+        """Per-head logits.
+
+        Args:
+            images: float (N, C, R, R) in [-1, 1].
+            labels: int64 (N,).
+            instance: float (N, instance_dim) or None.
+            features: ``self.features(images)`` when already computed (e.g. without grad).
+
+        Returns:
+            one float (N, L_i) tensor of location logits per head (feature scales, then pixels).
+        """
+        cond = self.condition(labels, instance)
+        features = self.features(images) if features is None else features
+        logits = [head(f, cond) for head, f in zip(self.heads, features, strict=True)]
+        if self.pixel is not None:
+            logits.append(self.pixel(images, cond))
+        return logits
+
+
+def _random_conv1x1(in_channels: int, out_channels: int, generator: torch.Generator) -> torch.Tensor:
+    weight = torch.randn(out_channels, in_channels, 1, 1, generator=generator)
+    return weight / math.sqrt(in_channels)

@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ganaug.checkpoint import flatten_optimizer, unflatten_optimizer
+from ganaug.diffaugment import diff_augment
+from ganaug.metrics import frechet_distance
+from ganaug.models import Generator, ProjectedDiscriminator, initial_size
+
+
+@pytest.mark.parametrize("resolution", [28, 32, 64, 128, 256])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_generator_resolutions_and_channels(resolution, channels):
+    generator = Generator(4, resolution, channels, z_dim=8, embed_dim=8, instance_dim=6, base_channels=32,
+                          min_channels=8)
+    images = generator(torch.randn(2, 8), torch.tensor([0, 3]), torch.randn(2, 6))
+    assert images.shape == (2, channels, resolution, resolution)
+    assert images.min() >= -1 and images.max() <= 1
+    assert resolution // initial_size(resolution) in (4, 8, 16, 32, 64)
+
+
+def test_generator_conditioning_is_checked_and_used():
+    torch.manual_seed(0)
+    generator = Generator(3, 28, 1, z_dim=8, embed_dim=8, instance_dim=0, base_channels=32, min_channels=8)
+    for module in generator.modules():  # make the conditional norms non-trivial
+        if isinstance(module, torch.nn.Linear):
+            torch.nn.init.normal_(module.weight, std=0.5)
+    z = torch.randn(1, 8).repeat(2, 1)
+    images = generator(z, torch.tensor([0, 1]))
+    assert not torch.allclose(images[0], images[1]), "the class label changes the image"
+    with pytest.raises(ValueError, match="class-only"):
+        generator(z, torch.tensor([0, 1]), torch.randn(2, 4))
+    with pytest.raises(ValueError, match="resolution should be one of"):
+        Generator(3, 48, 1)
+
+
+def test_generator_output_does_not_depend_on_the_batch():
+    generator = Generator(3, 32, 3, z_dim=8, embed_dim=8, instance_dim=4, base_channels=32, min_channels=8).eval()
+    z, labels, instance = torch.randn(5, 8), torch.tensor([0, 1, 2, 0, 1]), torch.randn(5, 4)
+    together = generator(z, labels, instance)
+    alone = generator(z[2:3], labels[2:3], instance[2:3])
+    torch.testing.assert_close(together[2:3], alone, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("pixel_head", [True, False])
+def test_projected_discriminator(pixel_head, random_extractor):
+    discriminator = ProjectedDiscriminator(random_extractor, num_classes=4, image_channels=1, resolution=28,
+                                           instance_dim=random_extractor.embed_dim, pixel_head=pixel_head)
+    images = torch.rand(3, 1, 28, 28, requires_grad=True) * 2 - 1
+    logits = discriminator(images, torch.tensor([0, 1, 3]), torch.randn(3, random_extractor.embed_dim))
+    assert len(logits) == len(random_extractor.channels) + int(pixel_head)
+    assert all(logit.shape[0] == 3 for logit in logits)
+    sum(logit.mean() for logit in logits).backward()
+    trainable = [p for p in discriminator.parameters() if p.requires_grad]
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in trainable)
+    assert all(p.grad is None for p in discriminator.extractor.parameters()), "the backbone gets no gradient"
+    assert not any(name.startswith("ccm") or name.startswith("csm") for name, _ in discriminator.named_parameters())
+
+
+def test_diff_augment_is_differentiable_and_checked():
+    torch.manual_seed(0)
+    images = torch.rand(4, 3, 16, 16, requires_grad=True)
+    out = diff_augment(images * 2 - 1, "color,translation,cutout")
+    assert out.shape == images.shape
+    out.sum().backward()
+    assert images.grad is not None
+    assert torch.equal(diff_augment(images, ""), images)
+    with pytest.raises(ValueError, match="diffaugment policy"):
+        diff_augment(images, "rotation")
+
+
+def test_cutout_zeroes_a_quarter_and_translation_keeps_content():
+    torch.manual_seed(0)
+    ones = torch.ones(8, 1, 16, 16)
+    cut = diff_augment(ones, "cutout")
+    zeroed = (cut == 0).float().mean(dim=(1, 2, 3))  # a half-side square, clipped where it crosses the border
+    assert ((zeroed > 0) & (zeroed <= 0.25)).all() and (zeroed == 0.25).any()
+    shifted = diff_augment(ones, "translation")
+    assert (shifted.sum(dim=(1, 2, 3)) >= 0.75 * 256).all()
+
+
+def test_frechet_distance():
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randn(2000, 8, generator=generator)
+    b = torch.randn(2000, 8, generator=generator)
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+    same_distribution = frechet_distance(a, b)
+    assert same_distribution < 0.1
+    assert frechet_distance(a, b + 1.0) == pytest.approx(8.0 + same_distribution, rel=0.05)
+    assert frechet_distance(a, b * 2) > frechet_distance(a, b * 1.5) > same_distribution
+
+
+def test_optimizer_state_round_trips_without_pickle():
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model(torch.randn(4, 3)).sum().backward()
+    optimizer.step()
+    tensors, info = flatten_optimizer(optimizer, "opt")
+    copy = torch.optim.Adam(model.parameters(), lr=5.0)
+    unflatten_optimizer(copy, "opt", tensors, info)
+    assert copy.param_groups[0]["lr"] == 1e-3
+    for key in ("exp_avg", "exp_avg_sq", "step"):
+        assert torch.equal(copy.state_dict()["state"][0][key], optimizer.state_dict()["state"][0][key])

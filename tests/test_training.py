@@ -1,0 +1,200 @@
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+import ganaug
+from ganaug import training as training_module
+from ganaug.checkpoint import CheckpointError
+
+
+def tiny_config(**overrides) -> ganaug.TrainConfig:
+    values = dict(steps=4, batch_size=8, g_channels=32, g_min_channels=16, mixing_channels=16, d_channels=16,
+                  z_dim=16, embed_dim=16, instance_neighbours=3, bank_per_class=5, checkpoint_every=2,
+                  sample_every=2, log_every=1, seed=0)
+    values.update(overrides)
+    return ganaug.TrainConfig(**values)
+
+
+@pytest.fixture(scope="module")
+def small_data(embedded_train):
+    return embedded_train.subset(torch.arange(0, 2000, 10))  # 200 images, 20 per class
+
+
+def test_tiny_run_end_to_end_with_default_backbone_path(small_data, tmp_path):
+    """The default backbone path: no hub weights offline, so train pretrains the extractor itself."""
+    config = tiny_config(pretrain_epochs=1)
+    assert config.backbone_weights == "auto"
+    gan = ganaug.train(small_data, config, tmp_path / "run", progress=False)
+    run = tmp_path / "run"
+    info = json.loads((run / "config.json").read_text())
+    assert info["backbone"]["origin"] == "pretrained here on the training data"
+    assert (run / "extractor.safetensors").is_file()
+    assert info["config"]["steps"] == 4 and info["resolution"] == 28 and info["channels"] == 1
+    assert info["versions"]["torch"] and info["data"]["num_images"] == 200
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == [1, 2, 3, 4]
+    assert all(m["images_per_s"] > 0 and "loss_d" in m and "loss_g" in m for m in metrics)
+    with Image.open(run / "samples" / "step_0000004.png") as grid:
+        assert grid.size[0] > 8 * 28  # 8 per row, upscaled
+
+    assert gan.info["step"] == 4 and gan.instance_conditional
+    images = gan.sample(12, seed=3)
+    assert images.shape == (12, 1, 28, 28) and images.dtype == torch.uint8
+    assert torch.equal(images, gan.sample(12, seed=3))
+    assert not torch.equal(images, gan.sample(12, seed=4))
+    variants = gan.sample_like(small_data.images[:3], num_per_image=2, seed=0)
+    assert variants.shape == (6, 1, 28, 28)
+
+    loaded = ganaug.GANAug.from_pretrained(run)
+    assert torch.equal(loaded.sample(12, seed=3), images)
+    gan.save_pretrained(tmp_path / "export")
+    exported = ganaug.GANAug.from_pretrained(tmp_path / "export")
+    assert torch.equal(exported.sample(12, seed=3), images)
+    assert torch.equal(exported.sample_like(small_data.images[:3], num_per_image=2, seed=0), variants)
+
+
+def test_sample_arguments_are_checked(small_data, extractor_file, tmp_path):
+    gan = ganaug.train(small_data, tiny_config(steps=1, backbone_weights=str(extractor_file)), tmp_path / "r",
+                       progress=False)
+    with pytest.raises(ValueError, match=r"labels should lie in \[0, 10\)"):
+        gan.sample(2, labels=[0, 10])
+    with pytest.raises(ValueError, match="one label per image"):
+        gan.sample(3, labels=[0, 1])
+    with pytest.raises(ValueError, match="truncation"):
+        gan.sample(2, truncation=0.0)
+    with pytest.raises(ValueError, match="C in"):
+        gan.sample_like(torch.zeros(2, 4, 28, 28, dtype=torch.uint8))
+    assert gan.sample(0).shape == (0, 1, 28, 28)
+
+
+def _checkpoint_tensors(run_dir):
+    return load_file(run_dir / "checkpoint.safetensors")
+
+
+def test_resume_continues_exactly(small_data, extractor_file, tmp_path):
+    weights = str(extractor_file)
+    ganaug.train(small_data, tiny_config(steps=6, backbone_weights=weights), tmp_path / "straight", progress=False)
+    ganaug.train(small_data, tiny_config(steps=3, backbone_weights=weights), tmp_path / "split", progress=False)
+    resumed = ganaug.train(small_data, tiny_config(steps=6, backbone_weights=weights), tmp_path / "split",
+                           resume=True, progress=False)
+    assert resumed.info["step"] == 6
+    straight, split = _checkpoint_tensors(tmp_path / "straight"), _checkpoint_tensors(tmp_path / "split")
+    assert straight.keys() == split.keys()
+    differing = [k for k in straight if not k.startswith("rng.") and not torch.equal(straight[k], split[k])]
+    assert not differing, differing[:5]
+    assert any(k.startswith("opt_d.") for k in straight) and any(k.startswith("g_ema.") for k in straight)
+    metrics = [json.loads(line)["step"] for line in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()]
+    assert metrics == [1, 2, 3, 4, 5, 6]
+
+
+def test_resume_refuses_a_changed_config_and_a_fresh_start_refuses_an_existing_run(small_data, extractor_file,
+                                                                                   tmp_path):
+    weights = str(extractor_file)
+    ganaug.train(small_data, tiny_config(steps=2, backbone_weights=weights), tmp_path / "run", progress=False)
+    with pytest.raises(FileExistsError, match="already holds a run"):
+        ganaug.train(small_data, tiny_config(steps=2, backbone_weights=weights), tmp_path / "run", progress=False)
+    with pytest.raises(ValueError, match=r"different config: \['lr_g'\]"):
+        ganaug.train(small_data, tiny_config(steps=4, lr_g=1e-3, backbone_weights=weights), tmp_path / "run",
+                     resume=True, progress=False)
+    with pytest.raises(FileNotFoundError, match="cannot resume"):
+        ganaug.train(small_data, tiny_config(backbone_weights=weights), tmp_path / "nothing", resume=True)
+
+
+def test_backbone_gets_no_updates(small_data, extractor_file, tmp_path):
+    ganaug.train(small_data, tiny_config(steps=3, backbone_weights=str(extractor_file)), tmp_path / "run",
+                 progress=False)
+    trained = _checkpoint_tensors(tmp_path / "run")
+    original = load_file(extractor_file)
+    backbone = {k[len("extractor.model."):]: v for k, v in trained.items() if k.startswith("extractor.model.")}
+    assert backbone, "the checkpoint holds the backbone"
+    for name, value in backbone.items():
+        assert torch.equal(value, original[name]), f"backbone tensor {name} changed during training"
+
+
+def test_non_finite_steps_are_skipped_then_the_checkpoint_is_restored(small_data, extractor_file, tmp_path,
+                                                                    monkeypatch, caplog):
+    real_loss = training_module._d_loss
+    calls = {"n": 0}
+
+    def flaky_loss(logits_real, logits_fake):
+        calls["n"] += 1
+        loss = real_loss(logits_real, logits_fake)
+        return loss * float("nan") if 3 <= calls["n"] <= 6 else loss
+
+    monkeypatch.setattr(training_module, "_d_loss", flaky_loss)
+    config = tiny_config(steps=4, max_bad_steps=3, lr_decay_on_restore=0.5, backbone_weights=str(extractor_file))
+    with caplog.at_level(logging.WARNING, logger="ganaug.training"):
+        ganaug.train(small_data, config, tmp_path / "run", progress=False)
+    assert "non-finite loss or gradient at step 2" in caplog.text
+    assert "restored the checkpoint of step 2 and lowered the learning rates by 0.50x" in caplog.text
+    metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert metrics[-1]["step"] == 4
+    assert metrics[-1]["skipped_steps"] == 4
+    assert metrics[-1]["lr_g"] == pytest.approx(config.lr_g * 0.5)
+    assert all(torch.isfinite(t).all() for k, t in _checkpoint_tensors(tmp_path / "run").items()
+               if t.is_floating_point())
+
+
+def test_truncated_and_foreign_checkpoints_get_clear_errors(small_data, extractor_file, tmp_path):
+    ganaug.train(small_data, tiny_config(steps=1, backbone_weights=str(extractor_file)), tmp_path / "run",
+                 progress=False)
+    path = tmp_path / "run" / "checkpoint.safetensors"
+    content = path.read_bytes()
+    path.write_bytes(content[: len(content) // 2])
+    with pytest.raises(CheckpointError, match="truncated or damaged"):
+        ganaug.GANAug.from_pretrained(tmp_path / "run")
+    path.write_bytes(extractor_file.read_bytes())  # a safetensors file, but not a ganaug checkpoint
+    with pytest.raises(CheckpointError, match="is not a ganaug"):
+        ganaug.GANAug.from_pretrained(tmp_path / "run")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match="holds neither"):
+        ganaug.GANAug.from_pretrained(tmp_path / "empty")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        ganaug.GANAug.from_pretrained(tmp_path / "missing")
+
+
+def test_kill_minus_nine_leaves_a_loadable_checkpoint(extractor_file, tmp_path):
+    run = tmp_path / "run"
+    script = textwrap.dedent(f"""
+        import sys, torch
+        sys.path.insert(0, {os.path.dirname(__file__)!r})
+        import ganaug
+        from test_training import tiny_config
+        data = ganaug.load_fashion_mnist("train", source="embedded").subset(torch.arange(0, 2000, 10))
+        ganaug.train(data, tiny_config(steps=100000, checkpoint_every=1, backbone_weights={str(extractor_file)!r}),
+                     {str(run)!r}, progress=False)
+    """)
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and process.poll() is None:
+            metrics = run / "metrics.jsonl"
+            if metrics.is_file() and len(metrics.read_text().splitlines()) >= 5:
+                break
+            time.sleep(0.2)
+        assert process.poll() is None, process.stderr.read().decode()[-2000:]
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == -signal.SIGKILL
+    gan = ganaug.GANAug.from_pretrained(run)
+    assert gan.info["step"] >= 4
+    assert gan.sample(2, seed=0).shape == (2, 1, 28, 28)
+    data = ganaug.load_fashion_mnist("train", source="embedded").subset(torch.arange(0, 2000, 10))
+    resumed = ganaug.train(data, tiny_config(steps=gan.info["step"] + 2, checkpoint_every=1,
+                                             backbone_weights=str(extractor_file)), run, resume=True, progress=False)
+    assert resumed.info["step"] == gan.info["step"] + 2
