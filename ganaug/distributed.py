@@ -32,10 +32,6 @@ class DistributedContext:
         if self.world_size > 1:
             dist.barrier()
 
-    def barrier_if_distributed(self, condition: bool) -> None:
-        if condition:
-            self.barrier()
-
     def all_reduce_max(self, value: torch.Tensor) -> float:
         """The largest ``value`` over all processes (the value itself when alone)."""
         if self.world_size == 1:

@@ -36,6 +36,32 @@ def initial_size(resolution: int) -> int:
     return size
 
 
+def unit_rms(vectors: torch.Tensor) -> torch.Tensor:
+    """Scale each row to a root-mean-square of 1, so that features of any width enter at the scale of z."""
+    return F.normalize(vectors, dim=1) * math.sqrt(vectors.shape[1])
+
+
+class MinibatchStd(nn.Module):
+    """Append the mean standard deviation over groups of samples as a channel (StyleGAN).
+
+    Lets D see how varied a batch is, which penalizes a collapsed G. Groups are contiguous, so a
+    batch of reals followed by a batch of fakes never mixes the two when its halves are
+    multiples of the group size.
+    """
+
+    def __init__(self, group_size: int = 4):
+        super().__init__()
+        self.group_size = group_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        count, channels, height, width = x.shape
+        group = math.gcd(self.group_size, count)
+        spread = x.view(group, count // group, channels, height, width).float().std(dim=0, unbiased=False)
+        spread = spread.mean(dim=(1, 2, 3), keepdim=True).to(x.dtype)  # (count // group, 1, 1, 1)
+        spread = spread.repeat(group, 1, height, width)
+        return torch.cat([x, spread], dim=1)
+
+
 class ConditionalGroupNorm(nn.Module):
     """GroupNorm without its own affine, scaled and shifted by linear maps of a conditioning vector."""
 
@@ -105,20 +131,24 @@ class Generator(nn.Module):
         self.start_size = initial_size(resolution)
         num_blocks = int(math.log2(resolution // self.start_size))
         widths = [max(min_channels, base_channels // 2**i) for i in range(num_blocks + 1)]
-        self.start = nn.Linear(cond_dim, widths[0] * self.start_size**2)
+        # The first map comes straight from noise and embeddings (as in BigGAN), so that z shapes
+        # it; a first layer fed only through the mapping let a shared bias dominate, and G
+        # ignored z.
+        self.start = nn.Linear(cond_in, widths[0] * self.start_size**2)
         self.start_norm = ConditionalGroupNorm(widths[0], cond_dim)
         self.blocks = nn.ModuleList(UpBlock(widths[i], widths[i + 1], cond_dim) for i in range(num_blocks))
         self.to_image = nn.Conv2d(widths[-1], channels, 3, padding=1)
 
-    def condition(self, z: torch.Tensor, labels: torch.Tensor, instance: torch.Tensor | None) -> torch.Tensor:
+    def inputs(self, z: torch.Tensor, labels: torch.Tensor, instance: torch.Tensor | None) -> torch.Tensor:
+        """Noise, class embedding and projected instance feature, concatenated: float (N, cond_in)."""
         parts = [z, self.class_embed(labels)]
         if self.instance_proj is not None:
             if instance is None:
                 raise ValueError("this generator is instance-conditional: instance features are required")
-            parts.append(self.instance_proj(F.normalize(instance, dim=1)))
+            parts.append(self.instance_proj(unit_rms(instance)))
         elif instance is not None:
             raise ValueError("this generator is class-only: instance should be None")
-        return self.mapping(torch.cat(parts, dim=1))
+        return torch.cat(parts, dim=1)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor, instance: torch.Tensor | None = None) -> torch.Tensor:
         """Generate images.
@@ -131,8 +161,10 @@ class Generator(nn.Module):
         Returns:
             float (N, channels, resolution, resolution) in [-1, 1].
         """
-        cond = self.condition(z, labels, instance)
-        x = self.start(cond).view(z.shape[0], -1, self.start_size, self.start_size)
+        inputs = self.inputs(z, labels, instance)
+        cond = self.mapping(inputs)
+        cond = cond * torch.rsqrt(cond.square().mean(dim=1, keepdim=True) + 1e-8)  # unit RMS for the norms
+        x = self.start(inputs).view(z.shape[0], -1, self.start_size, self.start_size)
         x = F.leaky_relu(self.start_norm(x, cond), 0.2)
         for block in self.blocks:
             x = block(x, cond)
@@ -142,25 +174,28 @@ class Generator(nn.Module):
 class ProjectionHead(nn.Module):
     """A small spectral-normalized conv net on one feature map, with a projection-conditioned score.
 
-    Strided 4x4 convolutions halve the map down to at most 4 x 4; the score at each location is
-    a 1x1 convolution plus the dot product of the features with a projection of the condition.
+    Strided 4x4 convolutions halve the map down to at most 4 x 4; the features are then summed
+    over space (as in SNGAN/BigGAN projection discriminators: a sum, not a mean, so the
+    Lipschitz-bounded layers can still reach the hinge margin) and scored by a linear layer plus
+    the dot product with a projection of the condition.
     """
 
-    def __init__(self, in_channels: int, channels: int, size: int, cond_dim: int):
+    def __init__(self, in_channels: int, channels: int, size: int, cond_dim: int, minibatch_std: bool = False):
         super().__init__()
         layers: list[nn.Module] = [spectral_norm(nn.Conv2d(in_channels, channels, 3, padding=1)), nn.LeakyReLU(0.2)]
         while size > 4:
             layers += [spectral_norm(nn.Conv2d(channels, channels, 4, stride=2, padding=1)), nn.LeakyReLU(0.2)]
             size = (size + 1) // 2
+        if minibatch_std:
+            layers += [MinibatchStd(), spectral_norm(nn.Conv2d(channels + 1, channels, 3, padding=1)),
+                       nn.LeakyReLU(0.2)]
         self.body = nn.Sequential(*layers)
-        self.score = spectral_norm(nn.Conv2d(channels, 1, 1))
+        self.score = spectral_norm(nn.Linear(channels, 1))
         self.project = spectral_norm(nn.Linear(cond_dim, channels, bias=False))
-        self.channels = channels
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        h = self.body(x)
-        projection = (h * self.project(cond)[:, :, None, None]).sum(dim=1, keepdim=True) / math.sqrt(self.channels)
-        return (self.score(h) + projection).flatten(1)
+        pooled = self.body(x).sum(dim=(2, 3))
+        return self.score(pooled) + (pooled * self.project(cond)).sum(dim=1, keepdim=True)
 
 
 class ProjectedDiscriminator(nn.Module):
@@ -197,13 +232,14 @@ class ProjectedDiscriminator(nn.Module):
         self.class_embed = nn.Embedding(num_classes, embed_dim)
         self.instance_proj = nn.Linear(instance_dim, embed_dim) if instance_dim else None
         self.heads = nn.ModuleList(ProjectionHead(mixing_channels, head_channels, s, embed_dim) for s in sizes)
-        self.pixel = ProjectionHead(image_channels, head_channels // 2, resolution, embed_dim) if pixel_head else None
+        self.pixel = ProjectionHead(image_channels, head_channels // 2, resolution, embed_dim,
+                                    minibatch_std=True) if pixel_head else None
         self.num_scales = len(feature_channels)
 
     def condition(self, labels: torch.Tensor, instance: torch.Tensor | None) -> torch.Tensor:
         cond = self.class_embed(labels)
         if self.instance_proj is not None and instance is not None:
-            cond = cond + self.instance_proj(F.normalize(instance, dim=1))
+            cond = cond + self.instance_proj(unit_rms(instance))
         return cond
 
     def features(self, images: torch.Tensor) -> list[torch.Tensor]:

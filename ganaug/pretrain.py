@@ -41,7 +41,7 @@ class PretrainConfig:
     input_size: int = 32  # side of the square the network sees; on a CPU this sets the cost
     epochs: int = 5
     batch_size: int = 128
-    lr: float = 2e-3  # AdamW peak learning rate, reached after a 1-epoch linear warm-up (cosine decay)
+    lr: float = 2e-3  # AdamW peak learning rate, reached after a linear warm-up over 10% of the steps, then cosine
     weight_decay: float = 0.05
     label_smoothing: float = 0.1
     val_fraction: float = 0.1  # share of each class held out to measure accuracy
@@ -137,7 +137,8 @@ def pretrain_extractor(
     std = torch.tensor(data_config["std"], device=device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
-    schedule = _warmup_cosine(steps_per_epoch, steps_per_epoch * config.epochs)
+    total_steps = steps_per_epoch * config.epochs
+    schedule = _warmup_cosine(max(1, total_steps // 10), total_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
 
     start = time.monotonic()

@@ -10,7 +10,7 @@ from PIL import Image
 
 from ganaug.cli import main
 
-SUBCOMMANDS = ["info", "pretrain-extractor", "demo"]
+SUBCOMMANDS = ["info", "pretrain-extractor", "train", "sample", "demo"]
 
 
 def test_console_script_help():
@@ -62,3 +62,22 @@ def test_cli_errors_name_the_problem(tmp_path, capsys):
     code = main(["pretrain-extractor", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x.safetensors")])
     assert code == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_train_resume_and_sample_commands(tmp_path, extractor_file, capsys):
+    run = tmp_path / "run"
+    common = ["--batch-size", "8", "--backbone-weights", str(extractor_file)]
+    assert main(["-q", "train", "--data", "fashion-mnist:embedded", "--out", str(run), "--steps", "2", *common]) == 0
+    assert main(["-q", "train", "--resume", str(run), "--steps", "3"]) == 0
+    assert "trained to step 3" in capsys.readouterr().out
+    assert main(["-q", "train", "--resume", str(run), "--steps", "4", "--batch-size", "4"]) == 2
+    assert "only --minutes/--steps may change" in capsys.readouterr().err
+
+    assert main(["sample", str(run), "--num", "20", "--out", str(tmp_path / "grid.png")]) == 0
+    with Image.open(tmp_path / "grid.png") as grid:  # 10 rows (one per class) of 2, each 28 px upscaled to 56
+        assert grid.size == (2 * 58 + 2, 10 * 58 + 2)
+    assert main(["sample", str(run), "--num", "8", "--class", "Sandal", "--out", str(tmp_path / "sandal.png")]) == 0
+    assert main(["sample", str(run), "--class", "Hat", "--out", str(tmp_path / "x.png")]) == 2
+    assert "--class should be a class index or one of" in capsys.readouterr().err
+    assert main(["train", "--data", "fashion-mnist:embedded", "--out", str(tmp_path / "x")]) == 2
+    assert "needs a budget" in capsys.readouterr().err

@@ -102,3 +102,16 @@ def test_optimizer_state_round_trips_without_pickle():
     assert copy.param_groups[0]["lr"] == 1e-3
     for key in ("exp_avg", "exp_avg_sq", "step"):
         assert torch.equal(copy.state_dict()["state"][0][key], optimizer.state_dict()["state"][0][key])
+
+
+def test_minibatch_std_sees_variety_and_keeps_halves_apart():
+    from ganaug.models import MinibatchStd
+
+    layer = MinibatchStd(group_size=4)
+    same = torch.ones(8, 2, 3, 3)
+    varied = torch.randn(8, 2, 3, 3)
+    assert torch.all(layer(same)[:, -1] == 0)
+    assert torch.all(layer(varied)[:, -1] > 0)
+    # Reals (first half, identical) and fakes (second half, varied) in one batch: groups never mix them.
+    both = layer(torch.cat([same, varied]))
+    assert torch.all(both[:8, -1] == 0) and torch.all(both[8:, -1] > 0)

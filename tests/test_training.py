@@ -198,3 +198,28 @@ def test_kill_minus_nine_leaves_a_loadable_checkpoint(extractor_file, tmp_path):
     resumed = ganaug.train(data, tiny_config(steps=gan.info["step"] + 2, checkpoint_every=1,
                                              backbone_weights=str(extractor_file)), run, resume=True, progress=False)
     assert resumed.info["step"] == gan.info["step"] + 2
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_ddp_with_two_gloo_processes(extractor_file, tmp_path):
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+               f"--master_port={_free_port()}", "-m", "ganaug.cli", "-q", "train", "--data", "fashion-mnist:embedded",
+               "--out", str(run), "--steps", "3", "--batch-size", "16", "--device", "cpu",
+               "--backbone-weights", str(extractor_file)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    info = json.loads((run / "config.json").read_text())
+    assert info["world_size"] == 2
+    tensors = _checkpoint_tensors(run)
+    assert "rng.0" in tensors and "rng.1" in tensors and not torch.equal(tensors["rng.0"], tensors["rng.1"])
+    gan = ganaug.GANAug.from_pretrained(run)
+    assert gan.info["step"] == 3
