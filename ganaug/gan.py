@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ganaug._io import atomic_path
 from ganaug.checkpoint import MODEL_FORMAT, CheckpointError, read_checkpoint, strip_prefix, write_checkpoint
 from ganaug.features import FeatureExtractor
 from ganaug.models import Generator
@@ -67,7 +68,11 @@ class GANAug:
         return cls(generator, extractor, tensors.get("bank.features"), tensors.get("bank.labels"), info, device)
 
     def save_pretrained(self, path: str | os.PathLike) -> Path:
-        """Export the EMA generator, the feature network and the instance bank to ``path/model.safetensors``."""
+        """Export the EMA generator, the feature network and the instance bank to ``path/model.safetensors``.
+
+        The model's config (generator shape, backbone, classes, training step, data source,
+        versions) travels in the file's metadata and, for people, in ``path/config.json``.
+        """
         path = Path(path)
         tensors = {f"g_ema.{k}": v for k, v in self.generator.state_dict().items()}
         if self.extractor is not None:
@@ -76,6 +81,8 @@ class GANAug:
             tensors["bank.features"] = self.bank_features
             tensors["bank.labels"] = self.bank_labels
         write_checkpoint(path / MODEL_FILE, tensors, self.info, file_format=MODEL_FORMAT)
+        with atomic_path(path / "config.json") as tmp:  # the same information, for people to read
+            tmp.write_text(json.dumps(self.info, indent=2))
         return path
 
     # --- what it makes ---------------------------------------------------------------------------

@@ -60,6 +60,7 @@ def test_tiny_run_end_to_end_with_default_backbone_path(small_data, tmp_path):
     loaded = ganaug.GANAug.from_pretrained(run)
     assert torch.equal(loaded.sample(12, seed=3), images)
     gan.save_pretrained(tmp_path / "export")
+    assert json.loads((tmp_path / "export" / "config.json").read_text())["generator"]["resolution"] == 28
     exported = ganaug.GANAug.from_pretrained(tmp_path / "export")
     assert torch.equal(exported.sample(12, seed=3), images)
     assert torch.equal(exported.sample_like(small_data.images[:3], num_per_image=2, seed=0), variants)
