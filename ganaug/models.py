@@ -56,9 +56,9 @@ class MinibatchStd(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         count, channels, height, width = x.shape
         group = math.gcd(self.group_size, count)
-        spread = x.view(group, count // group, channels, height, width).float().std(dim=0, unbiased=False)
-        spread = spread.mean(dim=(1, 2, 3), keepdim=True).to(x.dtype)  # (count // group, 1, 1, 1)
-        spread = spread.repeat(group, 1, height, width)
+        grouped = x.view(count // group, group, channels, height, width).float()  # contiguous groups
+        spread = grouped.std(dim=1, unbiased=False).mean(dim=(1, 2, 3)).to(x.dtype)  # (count // group,)
+        spread = spread.repeat_interleave(group).view(count, 1, 1, 1).expand(count, 1, height, width)
         return torch.cat([x, spread], dim=1)
 
 
