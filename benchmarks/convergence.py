@@ -64,7 +64,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=10.0, help="training budget for each model")
     parser.add_argument("--tag", default="default", help="name of this configuration in the JSON")
-    parser.add_argument("--backbone", default="resnet18")
+    parser.add_argument("--backbone", default=ganaug.TrainConfig.backbone)
     parser.add_argument("--input-size", type=int, default=32, help="backbone input size")
     parser.add_argument("--backbone-weights", default="pretrain",
                         help="'pretrain' (on the training split, timed), 'random', or a weights file")

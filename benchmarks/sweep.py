@@ -59,7 +59,7 @@ def main() -> None:
     results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
     table = results.setdefault(args.name, {})
     for name, overrides in json.loads(args.variants).items():
-        backbone = overrides.get("backbone", "resnet18")
+        backbone = overrides.get("backbone", ganaug.TrainConfig.backbone)
         input_size = overrides.get("backbone_input_size", 32)
         weights, extractor_info = extractor_for(train, backbone, input_size, overrides.pop("pretrain_epochs", 1))
         config = ganaug.TrainConfig(minutes=args.minutes, backbone_weights=str(weights), checkpoint_every=10**9,

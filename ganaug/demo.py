@@ -38,9 +38,10 @@ def run_demo(config: DemoConfig, progress: bool = True, echo=print) -> Path:
     echo(f"data: {len(train_set)} Fashion-MNIST training images from {train_set.source}")
 
     epochs = 1 if full else 8
-    echo(f"1/2 pretraining the discriminator's resnet18 on them ({epochs} epoch{'s' * (epochs > 1)}) ...")
-    extractor = pretrain_extractor(train_set, out_dir / "extractor.safetensors", epochs=epochs, seed=config.seed,
-                                   progress=progress)
+    backbone = TrainConfig.backbone
+    echo(f"1/2 pretraining the discriminator's {backbone} on them ({epochs} epoch{'s' * (epochs > 1)}) ...")
+    extractor = pretrain_extractor(train_set, out_dir / "extractor.safetensors", model_name=backbone, epochs=epochs,
+                                   seed=config.seed, progress=progress)
     echo(f"    held-out accuracy {extractor.val_accuracy:.3f} ({extractor.seconds:.0f} s)")
 
     echo(f"2/2 training the conditional GAN for {config.gan_minutes:g} minutes ...")

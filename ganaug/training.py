@@ -58,7 +58,7 @@ class TrainConfig:
     instance_neighbours: int = 8  # real images for D come from this many same-class nearest neighbours
     bank_per_class: int = 256  # instance features kept per class for class-conditional sampling
     # Discriminator backbone and heads.
-    backbone: str = "resnet18"
+    backbone: str = "resnet10t"  # chosen by benchmarks/sweep.py (docs/benchmarks.md)
     backbone_weights: str = "auto"  # "auto" (hub/cache, else pretrain here), "hub", "pretrain", "random", or a path
     backbone_out_indices: tuple[int, ...] = (1, 2, 3)
     backbone_input_size: int = 32  # the main CPU cost knob
