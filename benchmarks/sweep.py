@@ -61,9 +61,14 @@ def main() -> None:
     for name, overrides in json.loads(args.variants).items():
         backbone = overrides.get("backbone", ganaug.TrainConfig.backbone)
         input_size = overrides.get("backbone_input_size", 32)
-        weights, extractor_info = extractor_for(train, backbone, input_size, overrides.pop("pretrain_epochs", 1))
-        config = ganaug.TrainConfig(minutes=args.minutes, backbone_weights=str(weights), checkpoint_every=10**9,
-                                    sample_every=10**9, log_every=50, **overrides)
+        if "backbone_weights" in overrides:  # e.g. "random", for the dot-pattern ablation
+            extractor_info = {"weights": overrides["backbone_weights"]}
+            overrides_with_weights = dict(overrides)
+        else:
+            weights, extractor_info = extractor_for(train, backbone, input_size, overrides.pop("pretrain_epochs", 1))
+            overrides_with_weights = {**overrides, "backbone_weights": str(weights)}
+        config = ganaug.TrainConfig(minutes=args.minutes, checkpoint_every=10**9, sample_every=10**9, log_every=50,
+                                    **overrides_with_weights)
         run_dir = CACHE / "sweep" / name
         shutil.rmtree(run_dir, ignore_errors=True)
         gan = ganaug.train(train, config, run_dir, progress=False)

@@ -84,6 +84,7 @@ class TrainConfig:
     log_every: int = 25  # steps
     max_bad_steps: int = 4  # non-finite steps in a row before restoring the last checkpoint
     lr_decay_on_restore: float = 0.5
+    max_restores: int = 3  # then training stops with an error instead of looping
     extra: dict = field(default_factory=dict)  # free-form notes recorded with the run
 
     def __post_init__(self) -> None:
@@ -340,7 +341,6 @@ class _Trainer:
                    disable=not (progress and self.context.is_main), dynamic_ncols=True)
         budget = None if config.minutes is None else config.minutes * 60
         window_start, window_images = time.monotonic(), 0
-        last_metrics: dict = {}
         while not self._budget_spent(budget):
             step_start = time.monotonic()
             index = sampler.batch(self.step)
@@ -353,13 +353,13 @@ class _Trainer:
             bar.update(1)
             if self.step % config.log_every == 0 or self._budget_spent(budget):
                 now = time.monotonic()
-                last_metrics = {"step": self.step, **losses, "images_per_s": window_images / (now - window_start),
-                                "elapsed_s": self.elapsed, "lr_g": self.opt_g.param_groups[0]["lr"],
-                                "lr_d": self.opt_d.param_groups[0]["lr"], "skipped_steps": self.skipped_steps}
+                metrics = {"step": self.step, **losses, "images_per_s": window_images / (now - window_start),
+                           "elapsed_s": self.elapsed, "lr_g": self.opt_g.param_groups[0]["lr"],
+                           "lr_d": self.opt_d.param_groups[0]["lr"], "skipped_steps": self.skipped_steps}
                 window_start, window_images = now, 0
-                self._log_metrics(last_metrics)
+                self._log_metrics(metrics)
                 postfix = {"d": f"{losses['loss_d']:.3f}", "g": f"{losses['loss_g']:.3f}",
-                           "img/s": f"{last_metrics['images_per_s']:.0f}"}
+                           "img/s": f"{metrics['images_per_s']:.0f}"}
                 if budget is not None:
                     postfix["left"] = f"{max(0.0, budget - self.elapsed) / 60:.1f}min"
                 bar.set_postfix(postfix)
@@ -406,13 +406,13 @@ class _Trainer:
             both_instance = None if instance is None else torch.cat([instance, instance])
             logits = self.d_train(both, torch.cat([labels, labels]), both_instance, features=both_features)
             loss_d = _d_loss([t[:len(index)] for t in logits], [t[len(index):] for t in logits])
-        ok_d = self._backward_and_step(loss_d, self.d_train, self.opt_d)
+        ok_d = self._backward_and_step(loss_d, self.opt_d)
 
         with self._autocast():
             # G step through the plain D module: D's weights get no update, so no DDP reduction for them.
             logits_gen = d_module(diff_augment(fake, config.diffaugment), labels, instance)
             loss_g = -sum(logit.float().mean() for logit in logits_gen)
-        ok_g = self._backward_and_step(loss_g, self.g_train, self.opt_g)
+        ok_g = self._backward_and_step(loss_g, self.opt_g)
         self.opt_d.zero_grad(set_to_none=True)
         finite = bool(self.context.all_reduce_max(torch.tensor(float(not (ok_d and ok_g)))) == 0)
         if not finite:
@@ -422,7 +422,7 @@ class _Trainer:
         self._update_ema()
         return {"loss_d": loss_d.item(), "loss_g": loss_g.item()}
 
-    def _backward_and_step(self, loss: torch.Tensor, module: nn.Module, optimizer: torch.optim.Optimizer) -> bool:
+    def _backward_and_step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> bool:
         """Backward and step unless the loss or a gradient is non-finite; returns whether it stepped."""
         optimizer.zero_grad(set_to_none=True)
         if not torch.isfinite(loss):
@@ -445,6 +445,9 @@ class _Trainer:
                        self.step, self.bad_in_row, self.skipped_steps)
         if self.bad_in_row < self.config.max_bad_steps:
             return
+        if self.restores >= self.config.max_restores:
+            raise RuntimeError(f"training keeps producing non-finite values: {self.restores} restores with lowered "
+                               f"learning rates did not help (step {self.step}); check the data and the config")
         factor = self.config.lr_decay_on_restore
         self._load_checkpoint(keep_counters=True)
         for optimizer in (self.opt_g, self.opt_d):
