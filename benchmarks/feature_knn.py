@@ -91,9 +91,6 @@ def run_benchmark(config: KnnConfig, progress: bool = True, echo=print) -> dict:
     return figures
 
 
-if __name__ == "__main__":
-    run_benchmark(KnnConfig())
-
 
 def _flatten(dataset: ImageDataset) -> torch.Tensor:
     return dataset.images.flatten(1).float()
@@ -119,3 +116,7 @@ def _neighbour_grid(train: ImageDataset, test: ImageDataset, train_vectors: torc
     nearest = similarity.topk(per_row - 1, dim=1).indices
     rows = [torch.cat([test.images[q:q + 1], train.images[n]]) for q, n in zip(queries, nearest, strict=True)]
     return torch.cat(rows)
+
+
+if __name__ == "__main__":
+    run_benchmark(KnnConfig())
