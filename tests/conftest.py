@@ -60,9 +60,10 @@ def random_extractor():
 
 @pytest.fixture(scope="session")
 def extractor_file(tmp_path_factory, embedded_train):
-    """A resnet18 pretrained for one epoch on the embedded subset (a few seconds)."""
-    from ganaug import pretrain_extractor
+    """The default GAN backbone, pretrained for one epoch on the embedded subset (a few seconds)."""
+    from ganaug import TrainConfig, pretrain_extractor
 
-    path = tmp_path_factory.mktemp("extractor") / "resnet18.safetensors"
-    pretrain_extractor(embedded_train, path, epochs=1, input_size=32, progress=False)
+    backbone = TrainConfig.backbone
+    path = tmp_path_factory.mktemp("extractor") / f"{backbone}.safetensors"
+    pretrain_extractor(embedded_train, path, model_name=backbone, epochs=1, input_size=32, progress=False)
     return path
