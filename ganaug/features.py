@@ -12,7 +12,18 @@ from torch import nn
 
 from ganaug.weights import ResolvedWeights, WeightsUnavailableError, resolve_weights
 
-__all__ = ["FeatureExtractor", "WeightsUnavailableError", "normalize_images"]
+__all__ = ["FeatureExtractor", "WeightsUnavailableError", "as_image_batch", "normalize_images"]
+
+
+def as_image_batch(images: torch.Tensor) -> torch.Tensor:
+    """Check an image tensor and give it a batch axis: (C, H, W) or (N, C, H, W), C in {1, 3} -> (N, C, H, W)."""
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"images should be a torch.Tensor, got {type(images).__name__}")
+    if images.ndim == 3:
+        images = images.unsqueeze(0)
+    if images.ndim != 4 or images.shape[1] not in (1, 3):
+        raise ValueError(f"images should be (N, C, H, W) or (C, H, W) with C in (1, 3), got {tuple(images.shape)}")
+    return images
 
 
 def normalize_images(
@@ -31,12 +42,7 @@ def normalize_images(
     Returns:
         float (N, 3, S, S) on the device and in the dtype of ``mean``.
     """
-    if not isinstance(images, torch.Tensor):
-        raise TypeError(f"images should be a torch.Tensor, got {type(images).__name__}")
-    if images.ndim == 3:
-        images = images.unsqueeze(0)
-    if images.ndim != 4 or images.shape[1] not in (1, 3):
-        raise ValueError(f"images should be (N, C, H, W) or (C, H, W) with C in (1, 3), got {tuple(images.shape)}")
+    images = as_image_batch(images)
     if images.dtype == torch.uint8:
         images = images.to(mean.device, mean.dtype) / 255.0
     elif images.is_floating_point():

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from ganaug._io import atomic_path
 from ganaug.checkpoint import MODEL_FORMAT, CheckpointError, read_checkpoint, strip_prefix, write_checkpoint
-from ganaug.features import FeatureExtractor
+from ganaug.features import FeatureExtractor, as_image_batch
 from ganaug.models import Generator
 
 __all__ = ["GANAug"]
@@ -166,12 +166,7 @@ class GANAug:
         """Instance features of images (the backbone's pooled features): float (N, instance_dim) on the CPU."""
         if self.extractor is None:
             raise ValueError("this model has no feature network")
-        if not isinstance(images, torch.Tensor):
-            raise TypeError(f"images should be a torch.Tensor, got {type(images).__name__}")
-        if images.ndim == 3:
-            images = images.unsqueeze(0)
-        if images.ndim != 4 or images.shape[1] not in (1, 3):
-            raise ValueError(f"images should be (N, C, H, W) or (C, H, W) with C in (1, 3), got {tuple(images.shape)}")
+        images = as_image_batch(images)
         return torch.cat([self.extractor.embed(images[i:i + batch_size].to(self.device)).float().cpu()
                           for i in range(0, len(images), batch_size)])
 
