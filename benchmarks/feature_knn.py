@@ -79,7 +79,7 @@ def run_benchmark(config: KnnConfig, progress: bool = True, echo=print) -> dict:
     grid_path = save_image_grid(_neighbour_grid(train, test, train_vectors, test_vectors, per_row=8),
                                 ROOT / "docs" / "images" / "neighbours.png", nrow=8, scale=3)
     figures = {
-        "extractor": str(result.path),
+        "extractor": str(result.path.relative_to(ROOT)),
         "extractor_val_accuracy": result.val_accuracy,
         "knn_accuracy": accuracy,
         "seconds": time.monotonic() - start,
