@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from ganaug._io import atomic_path
 from ganaug.checkpoint import MODEL_FORMAT, CheckpointError, read_checkpoint, strip_prefix, write_checkpoint
 from ganaug.features import FeatureExtractor, as_image_batch
-from ganaug.models import Generator
+from ganaug.models import Generator, draw_instance_features, to_uint8
 
 __all__ = ["GANAug"]
 
@@ -129,7 +129,8 @@ class GANAug:
         labels = self._labels(num, labels)
         generator = _generator(seed)
         z = torch.randn(num, self.generator.z_dim, generator=generator) * truncation
-        instance = self._bank_draw(labels, generator) if self.instance_conditional else None
+        instance = (draw_instance_features(self.bank_features, self.bank_labels, labels, generator)
+                    if self.instance_conditional else None)
         return self._generate(z, labels, instance, batch_size)
 
     @torch.no_grad()
@@ -183,7 +184,7 @@ class GANAug:
         for i in range(0, len(z), batch_size):
             part = None if instance is None else instance[i:i + batch_size].to(self.device)
             images = self.generator(z[i:i + batch_size].to(self.device), labels[i:i + batch_size].to(self.device), part)
-            out.append(((images.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).cpu())
+            out.append(to_uint8(images))
         if not out:
             return torch.empty(0, self.channels, self.resolution, self.resolution, dtype=torch.uint8)
         return torch.cat(out)
@@ -200,16 +201,6 @@ class GANAug:
             raise ValueError(f"labels should lie in [0, {self.num_classes}), got values in "
                              f"[{int(labels.min())}, {int(labels.max())}]")
         return labels
-
-    def _bank_draw(self, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """One random bank feature of the right class per label."""
-        out = torch.empty(len(labels), self.bank_features.shape[1])
-        for label in labels.unique().tolist():
-            rows = torch.nonzero(self.bank_labels == label).flatten()
-            where = torch.nonzero(labels == label).flatten()
-            picks = rows[torch.randint(len(rows), (len(where),), generator=generator)]
-            out[where] = self.bank_features[picks].float()
-        return out
 
     def __repr__(self) -> str:
         return (f"GANAug(classes={self.num_classes}, resolution={self.resolution}, channels={self.channels}, "

@@ -23,7 +23,14 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 from ganaug.features import FeatureExtractor
 
-__all__ = ["SUPPORTED_RESOLUTIONS", "Generator", "ProjectedDiscriminator", "initial_size"]
+__all__ = [
+    "SUPPORTED_RESOLUTIONS",
+    "Generator",
+    "ProjectedDiscriminator",
+    "draw_instance_features",
+    "initial_size",
+    "to_uint8",
+]
 
 SUPPORTED_RESOLUTIONS = (28, 32, 64, 128, 256)
 
@@ -60,6 +67,33 @@ class MinibatchStd(nn.Module):
         spread = grouped.std(dim=1, unbiased=False).mean(dim=(1, 2, 3)).to(x.dtype)  # (count // group,)
         spread = spread.repeat_interleave(group).view(count, 1, 1, 1).expand(count, 1, height, width)
         return torch.cat([x, spread], dim=1)
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """Generator output, float in [-1, 1], as uint8 images in [0, 255] on the CPU."""
+    return ((images.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).cpu()
+
+
+def draw_instance_features(features: torch.Tensor, feature_labels: torch.Tensor, labels: torch.Tensor,
+                           generator: torch.Generator) -> torch.Tensor:
+    """For each label, one random row of ``features`` whose label matches: the instance condition of a class sample.
+
+    Args:
+        features: float (M, D) instance features, e.g. a model's instance bank.
+        feature_labels: int64 (M,) their classes.
+        labels: int64 (N,) the classes to draw for.
+        generator: the source of randomness.
+
+    Returns:
+        float (N, D) on the CPU.
+    """
+    out = torch.empty(len(labels), features.shape[1])
+    for label in labels.unique().tolist():
+        rows = torch.nonzero(feature_labels == label).flatten()
+        where = torch.nonzero(labels == label).flatten()
+        picks = rows[torch.randint(len(rows), (len(where),), generator=generator)]
+        out[where] = features[picks.to(features.device)].float().cpu()
+    return out
 
 
 class ConditionalGroupNorm(nn.Module):

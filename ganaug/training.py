@@ -28,7 +28,7 @@ from ganaug.diffaugment import diff_augment
 from ganaug.distributed import DistributedContext, setup_distributed
 from ganaug.environment import package_versions
 from ganaug.features import FeatureExtractor
-from ganaug.models import SUPPORTED_RESOLUTIONS, Generator, ProjectedDiscriminator
+from ganaug.models import SUPPORTED_RESOLUTIONS, Generator, ProjectedDiscriminator, draw_instance_features, to_uint8
 from ganaug.weights import WeightsUnavailableError
 
 __all__ = ["TrainConfig", "train"]
@@ -169,9 +169,12 @@ class _Trainer:
         self.precision = _resolve_precision(config.precision, self.device)
         torch.manual_seed(config.seed)  # the same initial weights in every process
 
+        self.source = dataset.source
         self.run_info = self._load_or_start_run_info(dataset, resume)
-        extractor = self._build_extractor()
+        checkpoint = read_checkpoint(checkpoint_path) if resume else None
+        extractor = self._build_extractor(checkpoint)
         self.instance_features, self.neighbours = self._instance_features(extractor)
+        self.bank = self._instance_bank()
         instance_dim = extractor.embed_dim if config.instance_conditioning else 0
         self.generator = Generator(self.num_classes, self.resolution, self.channels, z_dim=config.z_dim,
                                    embed_dim=config.embed_dim, instance_dim=instance_dim,
@@ -191,15 +194,16 @@ class _Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == torch.float16)
         self.step, self.elapsed, self.skipped_steps, self.bad_in_row, self.restores = 0, 0.0, 0, 0, 0
         torch.manual_seed(config.seed + context.rank)  # a different noise and augmentation stream per process
-        if resume:
-            self._load_checkpoint()
+        if checkpoint is not None:
+            self._load_checkpoint(checkpoint)
         else:
             self._save_checkpoint()
         self.g_train, self.d_train = self._wrap_for_training()
         sample_generator = torch.Generator().manual_seed(config.seed + 12345)
         self.sample_z = torch.randn(8 * self.num_classes, config.z_dim, generator=sample_generator)
         self.sample_labels = torch.arange(self.num_classes).repeat_interleave(8)
-        self.sample_instance = self._bank_draw(self.sample_labels, sample_generator)
+        self.sample_instance = None if not self.bank else draw_instance_features(
+            self.bank["bank.features"], self.bank["bank.labels"], self.sample_labels, sample_generator)
 
     # --- setup -----------------------------------------------------------------------------------
 
@@ -207,8 +211,8 @@ class _Trainer:
         path = self.run_dir / "config.json"
         if resume:
             info = json.loads(path.read_text())
-            if info["config"] != json.loads(json.dumps(dataclasses.asdict(self.config))):
-                current = json.loads(json.dumps(dataclasses.asdict(self.config)))
+            current = json.loads(json.dumps(dataclasses.asdict(self.config)))  # as it reads back from JSON
+            if info["config"] != current:
                 changed = sorted(k for k, v in current.items()
                                  if v != info["config"].get(k) and k not in ("steps", "minutes", "extra"))
                 if changed:
@@ -238,17 +242,17 @@ class _Trainer:
         with atomic_path(self.run_dir / "config.json") as tmp:
             tmp.write_text(json.dumps(info, indent=2))
 
-    def _build_extractor(self) -> FeatureExtractor:
-        """The frozen backbone, from hub/cache weights, a file, or pretrained here on the training data."""
+    def _build_extractor(self, checkpoint: tuple[dict, dict] | None) -> FeatureExtractor:
+        """The frozen backbone: from the checkpoint when resuming, else from hub/cache weights, a file, or
+        pretrained here on the training data."""
         config, backbone = self.config, self.run_info.get("backbone")
         if backbone is None:
             backbone = self._choose_backbone_weights()
             self.run_info["backbone"] = backbone
             if self.context.is_main:
                 self._write_run_info(self.run_info)
-        checkpoint = self.run_dir / CHECKPOINT_NAME
-        if checkpoint.is_file():  # resuming: the checkpoint holds the backbone's weights
-            tensors, _ = read_checkpoint(checkpoint)
+        if checkpoint is not None:
+            tensors, _ = checkpoint
             extractor = FeatureExtractor.from_state_dict(
                 config.backbone, strip_prefix(tensors, "extractor"), out_indices=config.backbone_out_indices,
                 input_size=config.backbone_input_size, weights_origin=backbone["origin"])
@@ -286,8 +290,9 @@ class _Trainer:
         from ganaug.pretrain import pretrain_extractor
 
         path = self.run_dir / "extractor.safetensors"
+        summary: dict = {}  # filled on rank 0, which pretrains while the others wait
         if self.context.is_main:
-            dataset = ImageDataset(self.images, self.labels, self.classes, source=_source(self.run_info))
+            dataset = ImageDataset(self.images, self.labels, self.classes, source=self.source)
             result = pretrain_extractor(dataset, path, model_name=self.config.backbone,
                                         input_size=self.config.backbone_input_size,
                                         epochs=self.config.pretrain_epochs, seed=self.config.seed,
@@ -296,8 +301,6 @@ class _Trainer:
                         self.config.backbone, result.val_accuracy, result.seconds)
             summary = {"val_accuracy": result.val_accuracy, "seconds": result.seconds, "epochs": result.epochs}
         self.context.barrier()
-        if not self.context.is_main:
-            summary = {}
         return {"name": self.config.backbone, "weights": str(path.resolve()),
                 "origin": "pretrained here on the training data", "pretrain": summary}
 
@@ -341,17 +344,20 @@ class _Trainer:
                    disable=not (progress and self.context.is_main), dynamic_ncols=True)
         budget = None if config.minutes is None else config.minutes * 60
         window_start, window_images = time.monotonic(), 0
-        while not self._budget_spent(budget):
+        done = self._budget_spent(budget)
+        while not done:
             step_start = time.monotonic()
             index = sampler.batch(self.step)
             losses = self._train_step(index)
             self.elapsed += time.monotonic() - step_start
+            if losses is not None:
+                self.step += 1
+            done = self._budget_spent(budget)
             if losses is None:
                 continue
-            self.step += 1
             window_images += config.batch_size
             bar.update(1)
-            if self.step % config.log_every == 0 or self._budget_spent(budget):
+            if self.step % config.log_every == 0 or done:
                 now = time.monotonic()
                 metrics = {"step": self.step, **losses, "images_per_s": window_images / (now - window_start),
                            "elapsed_s": self.elapsed, "lr_g": self.opt_g.param_groups[0]["lr"],
@@ -480,16 +486,8 @@ class _Trainer:
     def _save_samples(self) -> None:
         instance = None if self.sample_instance is None else self.sample_instance.to(self.device)
         images = self.generator_ema(self.sample_z.to(self.device), self.sample_labels.to(self.device), instance)
-        images = ((images.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).cpu()
-        save_image_grid(images, self.run_dir / "samples" / f"step_{self.step:07d}.png", nrow=8,
+        save_image_grid(to_uint8(images), self.run_dir / "samples" / f"step_{self.step:07d}.png", nrow=8,
                         scale=max(1, 64 // self.resolution))
-
-    def _bank_draw(self, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor | None:
-        if self.instance_features is None:
-            return None
-        rows = [torch.nonzero(self.labels == label).flatten() for label in labels.tolist()]
-        picks = [r[torch.randint(len(r), (1,), generator=generator)] for r in rows]
-        return self.instance_features[torch.cat(picks).to(self.instance_features.device)].cpu()
 
     def _save_checkpoint(self) -> None:
         """Write the checkpoint (rank 0); every rank must call this, since it gathers their RNG states."""
@@ -507,7 +505,7 @@ class _Trainer:
         tensors.update(opt_d_tensors)
         for rank, state in enumerate(rng_states):
             tensors[f"rng.{rank}"] = state
-        tensors.update(self._instance_bank())
+        tensors.update(self.bank)
         extractor_state = self.discriminator.extractor.state_dict()
         tensors.update({f"extractor.{k}": v for k, v in extractor_state.items()})
         info = {
@@ -519,7 +517,8 @@ class _Trainer:
         self.context.barrier()  # other ranks may read it (restore after non-finite steps)
 
     def _instance_bank(self) -> dict[str, torch.Tensor]:
-        """Up to ``bank_per_class`` instance features per class, for class-conditional sampling."""
+        """Up to ``bank_per_class`` instance features per class, for class-conditional sampling (saved with
+        every checkpoint)."""
         if self.instance_features is None:
             return {}
         generator = torch.Generator().manual_seed(self.config.seed)
@@ -531,8 +530,9 @@ class _Trainer:
         return {"bank.features": self.instance_features[keep.to(self.instance_features.device)].cpu(),
                 "bank.labels": self.labels[keep]}
 
-    def _load_checkpoint(self, keep_counters: bool = False) -> None:
-        tensors, info = read_checkpoint(self.run_dir / CHECKPOINT_NAME)
+    def _load_checkpoint(self, checkpoint: tuple[dict, dict] | None = None, keep_counters: bool = False) -> None:
+        """Load the checkpoint (read from disk unless given) into the models, optimizers and counters."""
+        tensors, info = checkpoint if checkpoint is not None else read_checkpoint(self.run_dir / CHECKPOINT_NAME)
         for prefix, module in (("g", self.generator), ("g_ema", self.generator_ema)):
             module.load_state_dict(strip_prefix(tensors, prefix))
         missing, unexpected = self.discriminator.load_state_dict(strip_prefix(tensors, "d"), strict=False)
@@ -632,11 +632,4 @@ def _resolve_precision(precision: str, device: torch.device) -> torch.dtype:
 
 def _unwrap(module: nn.Module) -> nn.Module:
     return module.module if hasattr(module, "module") else module
-
-
-def _source(run_info: dict):
-    from ganaug.data import DataSource
-
-    kind, _, location = run_info["data"]["source"].partition(":")
-    return DataSource(kind, location)
 
