@@ -96,6 +96,29 @@ def _build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--truncation", type=float, default=1.0, help="noise scale in (0, 1] (default: 1)")
     sample.set_defaults(handler=_sample)
 
+    expand = commands.add_parser(
+        "expand", help="write a synthetic dataset to disk (ImageFolder PNGs or WebDataset shards)",
+        description="Generate NUM_PER_CLASS images per class and write them as PNGs in class folders, or as "
+                    "WebDataset tar shards, with a manifest.jsonl (file, label, seed, checkpoint hash). Files are "
+                    "written atomically; run the same command again to resume. Under torchrun each rank takes its "
+                    "share of the items.")
+    expand.add_argument("run", type=Path, help="run directory or exported model folder")
+    expand.add_argument("--num-per-class", type=int, required=True, help="images per class")
+    expand.add_argument("--out", type=Path, required=True, help="output folder")
+    expand.add_argument("--format", dest="output_format", default="imagefolder", choices=("imagefolder", "webdataset"),
+                        help="imagefolder: OUT/<class>/<index>.png; webdataset: OUT/shard-<n>.tar (default: "
+                             "imagefolder)")
+    expand.add_argument("--shard-size", type=int, default=1000, help="images per tar file (default: 1000)")
+    expand.add_argument("--num-shards", type=int, default=None,
+                        help="split the work into this many parts (default: torchrun's WORLD_SIZE, else 1)")
+    expand.add_argument("--shard-index", type=int, default=None,
+                        help="which part this process writes (default: torchrun's RANK, else 0)")
+    expand.add_argument("--seed", type=int, default=0, help="base seed (default: 0)")
+    expand.add_argument("--batch-size", type=int, default=256, help="images per generator pass (default: 256)")
+    expand.add_argument("--truncation", type=float, default=1.0, help="noise scale in (0, 1] (default: 1)")
+    expand.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    expand.set_defaults(handler=_expand)
+
     demo = commands.add_parser("demo", help="train a conditional GAN on Fashion-MNIST in about 5 CPU minutes",
                                description="Pretrain the feature network, train a conditional GAN on Fashion-MNIST "
                                            "(the real data when installed, else the embedded subset) and write a "
@@ -214,6 +237,17 @@ def _sample(args: argparse.Namespace) -> int:
     images = gan.sample(args.num, labels=labels, seed=args.seed, truncation=args.truncation)
     path = save_image_grid(images, args.out, nrow=nrow, scale=max(1, 64 // gan.resolution))
     print(f"wrote {len(images)} samples to {path}")
+    return 0
+
+
+def _expand(args: argparse.Namespace) -> int:
+    from ganaug.expand import expand_dataset
+
+    result = expand_dataset(args.run, args.out, args.num_per_class, output_format=args.output_format, seed=args.seed,
+                            num_shards=args.num_shards, shard_index=args.shard_index, shard_size=args.shard_size,
+                            batch_size=args.batch_size, truncation=args.truncation, device=args.device)
+    print(f"wrote {result.written} images, kept {result.skipped} already there ({result.items} in this part) "
+          f"in {result.seconds:.1f} s; manifest {result.manifest}")
     return 0
 
 

@@ -31,7 +31,8 @@ class GANAug:
     def __init__(self, generator: Generator, extractor: FeatureExtractor | None, bank_features: torch.Tensor | None,
                  bank_labels: torch.Tensor | None, info: dict, device: str | torch.device | None = None):
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.generator = generator.eval().requires_grad_(False).to(self.device)
+        # channels_last: oneDNN's (and cuDNN's) fast convolution layout; about 1.5x faster sampling on a CPU.
+        self.generator = generator.eval().requires_grad_(False).to(self.device, memory_format=torch.channels_last)
         self.extractor = None if extractor is None else extractor.to(self.device)
         self.bank_features = bank_features
         self.bank_labels = bank_labels
@@ -85,6 +86,14 @@ class GANAug:
             tmp.write_text(json.dumps(self.info, indent=2))
         return path
 
+    def to(self, device: str | torch.device) -> GANAug:
+        """Move the model to ``device`` (in place); returns self."""
+        self.device = torch.device(device)
+        self.generator.to(self.device)
+        if self.extractor is not None:
+            self.extractor.to(self.device)
+        return self
+
     # --- what it makes ---------------------------------------------------------------------------
 
     @property
@@ -131,6 +140,39 @@ class GANAug:
         z = torch.randn(num, self.generator.z_dim, generator=generator) * truncation
         instance = (draw_instance_features(self.bank_features, self.bank_labels, labels, generator)
                     if self.instance_conditional else None)
+        return self._generate(z, labels, instance, batch_size)
+
+    @torch.no_grad()
+    def sample_seeded(self, labels: Sequence[int] | torch.Tensor, seeds: Sequence[int] | torch.Tensor,
+                      truncation: float = 1.0, batch_size: int = 256) -> torch.Tensor:
+        """One class sample per ``(label, seed)`` pair; each image depends only on its own pair.
+
+        The same pair gives the same image in any batch and any order, which is what datasets
+        with fixed items and sharded dataset writers need.
+
+        Args:
+            labels: int (N,) class labels.
+            seeds: int (N,) non-negative seeds, one per image.
+            truncation: in (0, 1]; scales the noise.
+            batch_size: images per generator pass.
+
+        Returns:
+            uint8 (N, channels, resolution, resolution).
+        """
+        seeds = torch.as_tensor(seeds, dtype=torch.int64).flatten()
+        labels = self._labels(len(seeds), labels)
+        if not 0.0 < truncation <= 1.0:
+            raise ValueError(f"truncation should lie in (0, 1], got {truncation!r}")
+        if len(seeds) and int(seeds.min()) < 0:
+            raise ValueError(f"seeds should be non-negative, got {int(seeds.min())}")
+        z = torch.empty(len(seeds), self.generator.z_dim)
+        instance = torch.empty(len(seeds), self.generator.instance_dim) if self.instance_conditional else None
+        for i, seed in enumerate(seeds.tolist()):
+            generator = torch.Generator().manual_seed(seed)
+            z[i] = torch.randn(self.generator.z_dim, generator=generator) * truncation
+            if instance is not None:
+                instance[i:i + 1] = draw_instance_features(self.bank_features, self.bank_labels, labels[i:i + 1],
+                                                           generator)
         return self._generate(z, labels, instance, batch_size)
 
     @torch.no_grad()

@@ -1,0 +1,211 @@
+"""albumentations adapter: ``GANAugment`` as a native albumentations 2.0 transform.
+
+    import albumentations as A
+    from ganaug.albumentations import GANAugment, worker_init_fn
+
+    transform = A.Compose([A.HorizontalFlip(), GANAugment("runs/fmnist", mode="mix", p=0.3)])
+    out = transform(image=image, class_label=label)["image"]
+
+The class label comes in as ``class_label`` (``targets_as_params``). Use
+:func:`worker_init_fn` in your DataLoader: albumentations 2.0.8 does not re-seed a ``Compose``'s
+own RNG in DataLoader workers, so without it every worker draws the same augmentations.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+import albumentations as A
+import numpy as np
+import torch
+from albumentations.core.composition import BaseCompose
+from albumentations.core.transforms_interface import BaseTransformInitSchema
+from pydantic import Field, field_validator
+from torch.utils.data import get_worker_info
+
+from ganaug.augment import MIN_IMAGE_SIZE, augment_images, check_mix_ratio
+from ganaug.sample_bank import SampleBank
+
+__all__ = ["GANAugment", "worker_init_fn"]
+
+
+class GANAugment(A.ImageOnlyTransform):
+    """Replace, blend or vary an image with GAN samples of its class.
+
+    Args:
+        checkpoint: a ganaug run directory or exported model; loaded lazily in each process.
+        mode: "replace" swaps the image for a synthetic one of the same class; "mix" blends
+            it with one (the synthetic image's weight uniform in ``mix_ratio``); "variant"
+            generates a sample conditioned on this image's own features, so its look is kept.
+        mix_ratio: ``(low, high)`` range of the synthetic weight in "mix".
+        bank_size: pre-generated samples held per class ("replace" and "mix").
+        refresh_every: draws between refreshes of ``refresh_size`` bank images; None never refreshes.
+        refresh_size: images regenerated per refresh.
+        background: refresh the bank in a background thread.
+        device: "cpu", "cuda" or "auto" (GPU in the main process, CPU in DataLoader workers).
+        bank_seed: seeds the bank's generation (the picks come from the Compose RNG).
+        p: probability of applying the transform.
+
+    Targets: image (uint8, or float32 in [0, 1]; (H, W), (H, W, 1) or (H, W, 3)); the output has
+    the input's shape and dtype. Data key ``class_label``: the image's class, required by
+    "replace" and "mix", optional for "variant" (inferred from the image when absent).
+    """
+
+    class InitSchema(BaseTransformInitSchema):
+        checkpoint: str
+        mode: Literal["replace", "mix", "variant"]
+        mix_ratio: tuple[float, float]
+        bank_size: int = Field(ge=1)
+        refresh_every: int | None = Field(ge=1)
+        refresh_size: int = Field(ge=1)
+        background: bool
+        device: Literal["cpu", "cuda", "auto"]
+        bank_seed: int | None = Field(ge=0)
+
+        @field_validator("checkpoint", mode="before")
+        @classmethod
+        def _checkpoint_exists(cls, value: Any) -> str:
+            if isinstance(value, os.PathLike):
+                value = os.fspath(value)
+            if not isinstance(value, str):
+                raise TypeError(f"checkpoint should be a path, got {type(value).__name__}")
+            if not Path(value).exists():
+                raise ValueError(f"checkpoint {value!r} does not exist")
+            return value
+
+        @field_validator("mix_ratio", mode="before")
+        @classmethod
+        def _mix_ratio_range(cls, value: Any) -> tuple[float, float]:
+            return check_mix_ratio(value)
+
+    def __init__(self, checkpoint: str | os.PathLike, mode: Literal["replace", "mix", "variant"] = "replace",
+                 mix_ratio: tuple[float, float] = (0.3, 0.7), bank_size: int = 64, refresh_every: int | None = 1024,
+                 refresh_size: int = 64, background: bool = False,
+                 device: Literal["cpu", "cuda", "auto"] = "auto", bank_seed: int | None = None, p: float = 0.5):
+        super().__init__(p=p)
+        self.checkpoint = checkpoint
+        self.mode = mode
+        self.mix_ratio = mix_ratio
+        self.bank_size = bank_size
+        self.refresh_every = refresh_every
+        self.refresh_size = refresh_size
+        self.background = background
+        self.device = device
+        self.bank_seed = bank_seed
+        self._bank: SampleBank | None = None
+
+    @property
+    def bank(self) -> SampleBank:
+        """The sample bank (made on first use; the model loads lazily in the process that uses it)."""
+        if self._bank is None:
+            self._bank = SampleBank(self.checkpoint, size_per_class=self.bank_size, refresh_every=self.refresh_every,
+                                    refresh_size=self.refresh_size, background=self.background, device=self.device,
+                                    seed=self.bank_seed)
+        return self._bank
+
+    @property
+    def targets_as_params(self) -> list[str]:
+        return [] if self.mode == "variant" else ["class_label"]
+
+    @property
+    def available_keys(self) -> set[str]:
+        return super().available_keys | {"class_label"}  # accepted in every mode, also under Compose(strict=True)
+
+    def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+        return {"class_label": data.get("class_label")}
+
+    def apply(self, img: np.ndarray, class_label: Any = None, **params: Any) -> np.ndarray:
+        images = _to_batch(img, "image")
+        labels = self._labels(class_label, 1)
+        return _from_batch(self._augment(images, labels), img)[0]
+
+    def apply_to_images(self, images: np.ndarray, class_label: Any = None, **params: Any) -> np.ndarray:
+        if images.ndim not in (3, 4):
+            raise ValueError(f"images should be (N, H, W) or (N, H, W, C), got shape {images.shape}")
+        batch = np.concatenate([_to_batch(image, "images") for image in images]) if len(images) else None
+        if batch is None:
+            return images
+        labels = self._labels(class_label, len(images))
+        return _from_batch(self._augment(batch, labels), images[0]).reshape(images.shape)
+
+    def _augment(self, images: np.ndarray, labels: torch.Tensor | None) -> np.ndarray:
+        tensor = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+        out = augment_images(self.bank, tensor, labels, self.mode, tuple(self.mix_ratio), self.random_generator)
+        return out.permute(0, 2, 3, 1).numpy()
+
+    def _labels(self, class_label: Any, num: int) -> torch.Tensor | None:
+        if class_label is None:
+            if self.mode == "variant":
+                return None
+            raise ValueError(f"class_label is required with mode={self.mode!r}: call the pipeline as "
+                             "transform(image=image, class_label=label)")
+        labels = np.asarray(class_label)
+        if labels.dtype == bool or not np.issubdtype(labels.dtype, np.integer):
+            raise TypeError(f"class_label should be an int (or one int per image), got {class_label!r}")
+        labels = torch.from_numpy(np.broadcast_to(labels.reshape(-1), (num,)).copy()).long()
+        num_classes = self.bank.num_classes
+        if int(labels.min()) < 0 or int(labels.max()) >= num_classes:
+            raise ValueError(f"class_label should lie in [0, {num_classes}) for this model, got {class_label!r}")
+        return labels
+
+
+def _to_batch(image: np.ndarray, name: str) -> np.ndarray:
+    """Check an albumentations image and return it as (1, H, W, C)."""
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"{name} should be a numpy array, got {type(image).__name__}")
+    if image.dtype not in (np.uint8, np.float32):
+        raise TypeError(f"{name} should be uint8 or float32 (in [0, 1]), got dtype {image.dtype}")
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if image.ndim != 3 or image.shape[2] not in (1, 3):
+        raise ValueError(f"{name} should be (H, W), (H, W, 1) or (H, W, 3), got shape {image.shape}")
+    if min(image.shape[:2]) < MIN_IMAGE_SIZE:
+        raise ValueError(f"{name} should be at least {MIN_IMAGE_SIZE}x{MIN_IMAGE_SIZE} pixels, "
+                         f"got {image.shape[0]}x{image.shape[1]}")
+    return image[None]
+
+
+def _from_batch(batch: np.ndarray, like: np.ndarray) -> np.ndarray:
+    """(N, H, W, C) back to the layout of ``like``: (N, H, W) when it was a 2-D grayscale image."""
+    return batch[..., 0] if like.ndim == 2 else batch
+
+
+def _composes(obj: Any, depth: int = 3) -> Iterator[BaseCompose]:
+    """albumentations Compose objects held by a dataset (or a wrapper of one), a few attributes deep."""
+    if isinstance(obj, BaseCompose):
+        yield obj
+        return
+    if depth == 0 or isinstance(obj, (str, bytes, np.ndarray, torch.Tensor)):
+        return
+    if isinstance(obj, (list, tuple)):
+        children = obj
+    elif isinstance(obj, dict):
+        children = obj.values()
+    elif hasattr(obj, "__dict__"):
+        children = vars(obj).values()
+    else:
+        return
+    for child in children:
+        yield from _composes(child, depth - 1)
+
+
+def worker_init_fn(worker_id: int) -> None:
+    """Seed every albumentations ``Compose`` of the worker's dataset from the worker's seed.
+
+    Pass it as ``DataLoader(..., worker_init_fn=worker_init_fn)``. Each worker (and each epoch)
+    then draws its own augmentations, and a DataLoader with a seeded ``generator`` repeats them
+    exactly. A Compose's own ``seed`` is mixed in, so two differently seeded pipelines differ.
+    """
+    info = get_worker_info()
+    if info is None:
+        return
+    seen: set[int] = set()
+    for compose in _composes(info.dataset):
+        if id(compose) in seen:
+            continue
+        seen.add(id(compose))
+        entropy = [info.seed] if compose.seed is None else [info.seed, compose.seed]
+        compose.set_random_seed(int(np.random.SeedSequence(entropy).generate_state(1)[0]))

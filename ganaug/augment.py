@@ -1,0 +1,110 @@
+"""Generative augmentation on tensors: the work behind the albumentations and torchvision transforms.
+
+The adapters only convert layout and dtype; everything here takes and returns (N, C, H, W)
+tensors, uint8 in [0, 255] or float in [0, 1], and draws its randomness from the generator it is
+given (numpy for albumentations, torch or torch's global RNG for torchvision).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ganaug.sample_bank import SampleBank, random_integers
+
+__all__ = ["MIN_IMAGE_SIZE", "MODES", "augment_images", "check_mix_ratio", "check_mode", "fit_images"]
+
+MODES = ("replace", "mix", "variant")
+MIN_IMAGE_SIZE = 8
+_LUMA = torch.tensor([0.299, 0.587, 0.114])  # ITU-R BT.601, as PIL's convert("L")
+
+
+def check_mode(mode: object) -> str:
+    if mode not in MODES:
+        raise ValueError(f"mode should be one of {MODES}, got {mode!r}")
+    return mode
+
+
+def check_mix_ratio(mix_ratio: object) -> tuple[float, float]:
+    """``(low, high)`` with ``0 <= low <= high <= 1``: the range of the synthetic image's weight in ``mix``."""
+    try:
+        low, high = (float(v) for v in mix_ratio)
+    except (TypeError, ValueError):
+        raise ValueError(f"mix_ratio should be two numbers (low, high), got {mix_ratio!r}") from None
+    if not 0.0 <= low <= high <= 1.0:
+        raise ValueError(f"mix_ratio should satisfy 0 <= low <= high <= 1, got {mix_ratio!r}")
+    return low, high
+
+
+def fit_images(images: torch.Tensor, channels: int, size: tuple[int, int]) -> torch.Tensor:
+    """Resize and convert generated images to a target's channels and size.
+
+    Args:
+        images: uint8 (N, C, R, R), C in {1, 3}.
+        channels: 1 or 3; 1 -> 3 repeats the gray channel, 3 -> 1 takes BT.601 luma.
+        size: (H, W).
+
+    Returns:
+        uint8 (N, channels, H, W).
+    """
+    out = images
+    if out.shape[1] != channels:
+        if channels == 3:
+            out = out.expand(-1, 3, -1, -1)
+        else:
+            luma = (out.float() * _LUMA.to(out.device)[None, :, None, None]).sum(dim=1, keepdim=True)
+            out = luma.round().clamp(0, 255).to(torch.uint8)
+    if tuple(out.shape[-2:]) != tuple(size):
+        antialias = size[0] < out.shape[-2] or size[1] < out.shape[-1]
+        out = F.interpolate(out.float(), size=size, mode="bilinear", align_corners=False, antialias=antialias)
+        out = out.round().clamp(0, 255).to(torch.uint8)
+    return out.contiguous()
+
+
+def augment_images(bank: SampleBank, images: torch.Tensor, labels: torch.Tensor | None, mode: str,
+                   mix_ratio: tuple[float, float], rng: np.random.Generator | torch.Generator | None,
+                   fresh: bool = False) -> torch.Tensor:
+    """Replace, mix or vary images with generated ones.
+
+    Args:
+        bank: the model and its sample bank.
+        images: uint8 in [0, 255] or float32 in [0, 1], (N, C, H, W) with C in {1, 3}.
+        labels: int64 (N,) classes; required by "replace" and "mix", optional for "variant"
+            (inferred from the image's features when None).
+        mode: "replace" (a bank sample of the same class), "mix" (a blend of the image and a bank
+            sample, the sample's weight uniform in ``mix_ratio``), or "variant" (a sample
+            conditioned on this image's own features, so that its look is kept).
+        mix_ratio: ``(low, high)``, used by "mix".
+        rng: numpy Generator, torch Generator, or None for torch's global RNG.
+        fresh: "replace" and "mix" generate new samples in one generator pass instead of
+            drawing from the bank (batch mode on a GPU).
+
+    Returns:
+        The augmented images: the input's dtype, shape and device.
+    """
+    num, channels, height, width = images.shape
+    if mode == "variant":
+        seed = int(random_integers(2**62, 1, rng)[0])
+        synthetic = bank.variants(images, None if labels is None else labels.cpu(), seed)
+    elif fresh:
+        seed = int(random_integers(2**62, 1, rng)[0])
+        synthetic = bank.gan.sample(num, labels.cpu(), seed=seed, truncation=bank.truncation, batch_size=max(num, 1))
+    else:
+        synthetic = bank.draw(labels.cpu(), rng)
+    synthetic = fit_images(synthetic.to(images.device), channels, (height, width))
+    if mode != "mix":
+        return synthetic if images.dtype == torch.uint8 else synthetic.to(images.dtype) / 255
+    low, high = mix_ratio
+    weights = low + (high - low) * _random_uniform(num, rng)
+    weights = weights.to(images.device)[:, None, None, None]
+    if images.dtype == torch.uint8:
+        mixed = torch.lerp(images.float(), synthetic.float(), weights)
+        return mixed.round().clamp(0, 255).to(torch.uint8)
+    return torch.lerp(images, synthetic.to(images.dtype) / 255, weights.to(images.dtype))
+
+
+def _random_uniform(num: int, rng: np.random.Generator | torch.Generator | None) -> torch.Tensor:
+    if isinstance(rng, np.random.Generator):
+        return torch.from_numpy(rng.random(num)).float()
+    return torch.rand(num, generator=rng)

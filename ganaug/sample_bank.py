@@ -1,0 +1,237 @@
+"""A bank of pre-generated samples per class, which augmentation transforms draw from.
+
+Generating one image per augmented sample would make a data pipeline as slow as the generator;
+the bank amortizes it. It holds ``size_per_class`` images for every class (bounded memory), made
+in batches from the EMA generator, and replaces ``refresh_size`` of them, oldest first, every
+``refresh_every`` draws: in the calling thread, or in a background thread that swaps the new
+images in when they are ready.
+
+It is built for DataLoader workers. The model is loaded lazily from a path, in the process that
+uses it, so the bank (and a transform holding it) pickles as a few strings and numbers plus the
+bank images. A bank filled before the workers start is shared with them (copy-on-write under
+fork, shared memory under spawn). Each process draws refresh seeds from its own stream, derived
+from ``seed`` and the DataLoader worker's seed, so workers never regenerate identical images and
+a seeded DataLoader run is reproducible. ``device="auto"`` generates on the GPU in the main
+process and on the CPU inside workers (CUDA cannot run in a forked worker).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import get_worker_info
+
+from ganaug.gan import GANAug
+from ganaug.lazy_model import LazyGAN
+
+__all__ = ["SampleBank", "random_integers"]
+_SEED_SPACE = 2**62
+
+
+def random_integers(high: int, size: int, rng: np.random.Generator | torch.Generator | None) -> torch.Tensor:
+    """``size`` integers in ``[0, high)`` from a numpy or torch generator (None: torch's global RNG)."""
+    if isinstance(rng, np.random.Generator):
+        return torch.from_numpy(rng.integers(0, high, size=size, dtype=np.int64))
+    return torch.randint(high, (size,), generator=rng)
+
+
+class SampleBank:
+    """Per-class synthetic images for augmentation, refreshed as they are drawn.
+
+    Args:
+        model: a run directory or an exported model (loaded lazily, in each process that uses
+            it), or a loaded :class:`GANAug`.
+        size_per_class: images held per class; memory is
+            ``num_classes * size_per_class * C * H * W`` bytes.
+        refresh_every: draws between refreshes; None keeps the first images for good.
+        refresh_size: images regenerated per refresh (one generator batch).
+        background: refresh in a background thread instead of inside :meth:`draw`.
+        device: "cpu", "cuda", or "auto" (the GPU in the main process when there is one, the
+            CPU in DataLoader workers).
+        seed: makes the bank's images reproducible. Inside DataLoader workers it is combined
+            with the worker's seed, so workers (and epochs) differ and a DataLoader with a seeded
+            ``generator`` is reproducible. None: drawn from torch's global RNG.
+        truncation: in (0, 1]; noise scale of the samples.
+    """
+
+    def __init__(self, model: str | os.PathLike | GANAug, size_per_class: int = 64, refresh_every: int | None = 1024,
+                 refresh_size: int = 64, background: bool = False, device: str = "auto", seed: int | None = None,
+                 truncation: float = 1.0):
+        _check_positive("size_per_class", size_per_class)
+        if refresh_every is not None:
+            _check_positive("refresh_every", refresh_every)
+        _check_positive("refresh_size", refresh_size)
+        if seed is not None and (not isinstance(seed, int) or seed < 0):
+            raise ValueError(f"seed should be a non-negative int or None, got {seed!r}")
+        if not 0.0 < truncation <= 1.0:
+            raise ValueError(f"truncation should lie in (0, 1], got {truncation!r}")
+        self.model = LazyGAN(model, device)
+        self.size_per_class = size_per_class
+        self.refresh_every = refresh_every
+        self.refresh_size = refresh_size
+        self.background = background
+        self.seed = seed
+        self.truncation = truncation
+        self._images: torch.Tensor | None = None  # uint8 (num_classes, size_per_class, C, H, W)
+        self._next_slot = 0  # the oldest slot, refreshed next (slot-major: every class in turn)
+        self._draws = 0
+        self._init_process_state()
+
+    # --- per-process state (locks, threads and RNG streams do not cross fork or pickle) --------
+
+    def _init_process_state(self) -> None:
+        self._pid = os.getpid()
+        self._lock = threading.RLock()
+        self._seeds: torch.Generator | None = None
+        self._thread: threading.Thread | None = None
+        self._wanted = threading.Event()
+        self._stop = threading.Event()
+
+    def _check_process(self) -> None:
+        if os.getpid() != self._pid:  # forked: the parent's lock, thread and seed stream are not ours
+            self._init_process_state()
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items()
+                if k not in ("_lock", "_seeds", "_thread", "_wanted", "_stop", "_pid")}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._init_process_state()
+
+    def close(self) -> None:
+        """Stop the background thread, if any."""
+        self._stop.set()
+        self._wanted.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
+        self._thread = None
+
+    @property
+    def gan(self) -> GANAug:
+        """The generator, loaded on first use in this process."""
+        self._check_process()
+        return self.model.gan
+
+    # --- seeds ----------------------------------------------------------------------------------
+
+    def _next_seeds(self, num: int) -> torch.Tensor:
+        """Per-image generation seeds from this process's stream."""
+        if self._seeds is None:
+            info = get_worker_info()
+            if info is not None:  # DataLoader gives each worker (and each epoch) its own seed
+                base = int(np.random.SeedSequence([self.seed or 0, info.seed]).generate_state(1, np.uint64)[0])
+            elif self.seed is not None:
+                base = self.seed
+            else:
+                base = int(torch.randint(_SEED_SPACE, (1,)).item())
+            self._seeds = torch.Generator().manual_seed(base % _SEED_SPACE)
+        return torch.randint(_SEED_SPACE, (num,), generator=self._seeds)
+
+    def _generate(self, slots: torch.Tensor) -> torch.Tensor:
+        """Fresh images for flat slot numbers (slot-major): uint8 (len(slots), C, H, W)."""
+        gan = self.gan
+        labels = slots % gan.num_classes
+        return gan.sample_seeded(labels, self._next_seeds(len(slots)), truncation=self.truncation,
+                                 batch_size=self.refresh_size)
+
+    # --- filling and drawing --------------------------------------------------------------------
+
+    @property
+    def filled(self) -> bool:
+        return self._images is not None
+
+    def fill(self) -> SampleBank:
+        """Generate the whole bank now (it is otherwise made on the first draw). Returns self."""
+        self._check_process()
+        with self._lock:
+            if self._images is None:
+                gan = self.gan
+                total = gan.num_classes * self.size_per_class
+                images = torch.cat([self._generate(torch.arange(i, min(i + self.refresh_size, total)))
+                                    for i in range(0, total, self.refresh_size)])
+                # slot-major order: flat slot s holds class s % num_classes, position s // num_classes
+                self._images = images.view(self.size_per_class, gan.num_classes, *images.shape[1:]).transpose(0, 1)
+                self._images = self._images.contiguous()
+        return self
+
+    @property
+    def num_classes(self) -> int:
+        return self._images.shape[0] if self._images is not None else self.gan.num_classes
+
+    def draw(self, labels: Sequence[int] | torch.Tensor, rng: np.random.Generator | torch.Generator | None = None,
+             ) -> torch.Tensor:
+        """Random bank images of the given classes: uint8 (N, C, H, W).
+
+        Args:
+            labels: int (N,) class labels.
+            rng: picks the images: a numpy Generator (albumentations), a torch Generator, or None
+                for torch's global RNG (torchvision).
+        """
+        self.fill()
+        labels = torch.as_tensor(labels, dtype=torch.int64).flatten()
+        num_classes = self._images.shape[0]
+        if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+            raise ValueError(f"labels should lie in [0, {num_classes}), got values in "
+                             f"[{int(labels.min())}, {int(labels.max())}]")
+        positions = random_integers(self.size_per_class, len(labels), rng)
+        with self._lock:
+            images = self._images[labels, positions].clone()
+            self._draws += len(labels)
+            due = self.refresh_every is not None and self._draws >= self.refresh_every
+            if due:
+                self._draws = 0
+        if due:
+            if self.background:
+                self._ensure_thread()
+                self._wanted.set()
+            else:
+                self.refresh()
+        return images
+
+    def refresh(self) -> None:
+        """Replace the ``refresh_size`` oldest images with new ones."""
+        self.fill()
+        with self._lock:
+            total = self._images.shape[0] * self.size_per_class
+            slots = (self._next_slot + torch.arange(min(self.refresh_size, total))) % total
+            self._next_slot = int(slots[-1] + 1) % total
+        fresh = self._generate(slots)  # outside the lock: draws go on meanwhile
+        with self._lock:
+            num_classes = self._images.shape[0]
+            self._images[slots % num_classes, slots // num_classes] = fresh
+
+    def _ensure_thread(self) -> None:
+        self._check_process()
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._stop.clear()
+                self._thread = threading.Thread(target=self._refresh_loop, name="ganaug-sample-bank", daemon=True)
+                self._thread.start()
+
+    def _refresh_loop(self) -> None:
+        while not self._stop.is_set():
+            self._wanted.wait()
+            self._wanted.clear()
+            if self._stop.is_set():
+                return
+            self.refresh()
+
+    # --- variants -------------------------------------------------------------------------------
+
+    def variants(self, images: torch.Tensor, labels: torch.Tensor | None, seed: int) -> torch.Tensor:
+        """Instance-conditioned variants of ``images`` (uint8 (N, C, H, W)): uint8 (N, C', R, R)."""
+        return self.gan.sample_like(images, seed=seed, labels=labels)
+
+    def __repr__(self) -> str:
+        return (f"SampleBank({self.model!r}, size_per_class={self.size_per_class}, refresh_every={self.refresh_every}, "
+                f"refresh_size={self.refresh_size}, background={self.background}, device={self.model.device!r})")
+
+
+def _check_positive(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} should be a positive int, got {value!r}")

@@ -1,0 +1,204 @@
+"""torchvision.transforms.v2 adapter: ``GANAugment`` as a native v2 transform.
+
+    from torchvision.transforms import v2
+    from ganaug.transforms import GANAugment
+
+    transform = v2.Compose([v2.RandomHorizontalFlip(), GANAugment("runs/fmnist", mode="mix", p=0.3)])
+    image, label = transform(image, label)           # also dict samples, as v2.MixUp reads them
+
+Per sample it takes PIL images, plain tensors and ``tv_tensors.Image``, and finds the label the
+way ``v2.MixUp`` does (the second item of a tuple, or a "label"/"labels" key of a dict; plain
+ints are accepted too). After the DataLoader, give it a ``(B, C, H, W)`` batch with a ``(B,)``
+label tensor: the whole batch then goes through the generator in one pass, on the batch's
+device. Randomness comes from torch's global RNG, which DataLoader seeds per worker.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import PIL.Image
+import torch
+from torch.utils._pytree import tree_flatten, tree_unflatten
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as TF
+
+from ganaug.augment import MIN_IMAGE_SIZE, augment_images, check_mix_ratio, check_mode
+from ganaug.lazy_model import DEVICES
+from ganaug.sample_bank import SampleBank
+
+__all__ = ["GANAugment", "find_label"]
+
+
+def find_label(sample: Any) -> Any:
+    """The label of a sample, found as ``v2.MixUp``'s default ``labels_getter`` finds it.
+
+    The second item of a tuple or list; in a dict (or a dict that is that second item), the key
+    "labels", else the first key containing "label" (case-insensitive). None when there is none
+    (a lone image).
+    """
+    if isinstance(sample, (tuple, list)):
+        if len(sample) < 2:
+            return None
+        sample = sample[1]
+        if not isinstance(sample, collections.abc.Mapping):
+            return sample
+    if isinstance(sample, collections.abc.Mapping):
+        keys = [key for key in sample if isinstance(key, str)]
+        key = next((k for k in keys if k.lower() == "labels"), None)
+        key = key or next((k for k in keys if "label" in k.lower()), None)
+        return None if key is None else sample[key]
+    return None  # a lone image
+
+
+class GANAugment(v2.Transform):
+    """Replace, blend or vary images with GAN samples of their class.
+
+    Args:
+        checkpoint: a ganaug run directory or exported model; loaded lazily in each process.
+        mode: "replace", "mix" or "variant"; see :class:`ganaug.albumentations.GANAugment`.
+        p: probability of applying, per sample (also per image of a batch).
+        mix_ratio: ``(low, high)`` range of the synthetic weight in "mix".
+        bank_size: pre-generated samples held per class ("replace" and "mix").
+        refresh_every: draws between refreshes of ``refresh_size`` bank images; None never refreshes.
+        refresh_size: images regenerated per refresh.
+        background: refresh the bank in a background thread.
+        device: "cpu", "cuda" or "auto" (the GPU in the main process, the CPU in DataLoader workers).
+        bank_seed: seeds the bank's generation.
+        labels_getter: "default" (see :func:`find_label`), or a callable taking the sample.
+
+    Images: PIL (L or RGB), uint8 tensors, or float tensors in [0, 1]; (C, H, W), or a batch
+    (B, C, H, W) with a (B,) int label tensor. C is 1 or 3. Output types, shapes and dtypes
+    are the input's. A batch goes through the generator in one pass with fresh samples (no bank),
+    on the device the bank resolves to ("auto": the GPU when there is one).
+    """
+
+    def __init__(self, checkpoint: str | os.PathLike, mode: str = "replace", p: float = 0.5,
+                 mix_ratio: tuple[float, float] = (0.3, 0.7), bank_size: int = 64, refresh_every: int | None = 1024,
+                 refresh_size: int = 64, background: bool = False, device: str = "auto",
+                 bank_seed: int | None = None, labels_getter: str | Callable[[Any], Any] = "default"):
+        super().__init__()
+        checkpoint = os.fspath(checkpoint)
+        if not Path(checkpoint).exists():
+            raise FileNotFoundError(f"checkpoint {checkpoint!r} does not exist")
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"p should lie in [0, 1], got {p!r}")
+        if device not in DEVICES:
+            raise ValueError(f"device should be one of {DEVICES}, got {device!r}")
+        if labels_getter != "default" and not callable(labels_getter):
+            raise ValueError(f"labels_getter should be 'default' or a callable, got {labels_getter!r}")
+        self.checkpoint = checkpoint
+        self.mode = check_mode(mode)
+        self.p = p
+        self.mix_ratio = check_mix_ratio(mix_ratio)
+        self.labels_getter = labels_getter
+        self._bank_args = dict(size_per_class=bank_size, refresh_every=refresh_every, refresh_size=refresh_size,
+                               background=background, device=device, seed=bank_seed)
+        self._bank: SampleBank | None = None
+        _ = SampleBank(checkpoint, **self._bank_args)  # validates the bank arguments now, not in a worker
+
+    @property
+    def bank(self) -> SampleBank:
+        """The sample bank (made on first use; the model loads lazily in the process that uses it)."""
+        if self._bank is None:
+            self._bank = SampleBank(self.checkpoint, **self._bank_args)
+        return self._bank
+
+    def forward(self, *inputs: Any) -> Any:
+        sample = inputs if len(inputs) > 1 else inputs[0]
+        flat, spec = tree_flatten(sample)
+        label = find_label(sample) if self.labels_getter == "default" else self.labels_getter(sample)
+        image_positions = [i for i, item in enumerate(flat) if _is_image(item) and item is not label]
+        if not image_positions:
+            raise TypeError(f"{type(self).__name__} found no image (PIL image or tensor) in its input")
+        batched = [i for i in image_positions if _ndim(flat[i]) == 4]
+        if batched:
+            if len(batched) != len(image_positions):
+                raise ValueError("a sample should hold single images or (B, C, H, W) batches, not both")
+            outputs = {i: self._transform_batch(flat[i], label) for i in batched}
+        else:
+            if torch.rand(1).item() >= self.p:
+                return sample
+            labels = self._labels(label, 1)
+            outputs = {i: self._transform_single(flat[i], labels) for i in image_positions}
+        flat = [outputs.get(i, item) for i, item in enumerate(flat)]
+        return tree_unflatten(flat, spec)
+
+    def _transform_single(self, image: Any, labels: torch.Tensor | None) -> Any:
+        if isinstance(image, PIL.Image.Image):
+            if image.mode not in ("L", "RGB"):
+                raise ValueError(f"image should be a PIL image in mode 'L' or 'RGB', got mode {image.mode!r}")
+            tensor = TF.pil_to_tensor(image)
+            out = augment_images(self.bank, _check_tensor(tensor, "image")[None], labels, self.mode,
+                                 self.mix_ratio, None)[0]
+            return TF.to_pil_image(out, mode=image.mode)
+        out = augment_images(self.bank, _check_tensor(image, "image")[None], labels, self.mode, self.mix_ratio, None)
+        return tv_tensors.wrap(out[0], like=image) if isinstance(image, tv_tensors.TVTensor) else out[0]
+
+    def _transform_batch(self, images: torch.Tensor, label: Any) -> torch.Tensor:
+        _check_tensor(images[0], "images")
+        labels = self._labels(label, len(images))
+        chosen = torch.nonzero(torch.rand(len(images)) < self.p).flatten()
+        if len(chosen) == 0:
+            return images
+        part = None if labels is None else labels[chosen]
+        out = torch.Tensor.clone(images.as_subclass(torch.Tensor))
+        chosen = chosen.to(images.device)
+        out[chosen] = augment_images(self.bank, out[chosen], part, self.mode, self.mix_ratio, None, fresh=True)
+        return tv_tensors.wrap(out, like=images) if isinstance(images, tv_tensors.TVTensor) else out
+
+    def _labels(self, label: Any, num: int) -> torch.Tensor | None:
+        if label is None:
+            if self.mode == "variant":
+                return None
+            raise ValueError(f"a label is required with mode={self.mode!r}: pass (image, label) or a dict with a "
+                             "'label' key")
+        if isinstance(label, torch.Tensor):
+            if label.is_floating_point() or label.dtype == torch.bool:
+                raise TypeError(f"label should hold integer class indices, got a {label.dtype} tensor; "
+                                "apply GANAugment before MixUp/CutMix")
+            labels = label.flatten().cpu().long()
+        elif isinstance(label, int) and not isinstance(label, bool):
+            labels = torch.tensor([label])
+        else:
+            raise TypeError(f"label should be an int or an int tensor, got {type(label).__name__}")
+        if len(labels) == 1 and num > 1:
+            labels = labels.expand(num)
+        if len(labels) != num:
+            raise ValueError(f"label should hold one class per image ({num}), got {len(labels)}")
+        num_classes = self.bank.num_classes
+        if int(labels.min()) < 0 or int(labels.max()) >= num_classes:
+            raise ValueError(f"label should lie in [0, {num_classes}) for this model, got values in "
+                             f"[{int(labels.min())}, {int(labels.max())}]")
+        return labels
+
+    def extra_repr(self) -> str:
+        return (f"checkpoint={self.checkpoint!r}, mode={self.mode!r}, p={self.p}, mix_ratio={self.mix_ratio}, "
+                f"bank_size={self._bank_args['size_per_class']}, device={self._bank_args['device']!r}")
+
+
+def _is_image(item: Any) -> bool:
+    if isinstance(item, (PIL.Image.Image, tv_tensors.Image)):
+        return True
+    return isinstance(item, torch.Tensor) and not isinstance(item, tv_tensors.TVTensor) and item.ndim >= 3
+
+
+def _ndim(item: Any) -> int:
+    return item.ndim if isinstance(item, torch.Tensor) else 3
+
+
+def _check_tensor(image: torch.Tensor, name: str) -> torch.Tensor:
+    """Check a (C, H, W) image tensor: uint8 or float in [0, 1], 1 or 3 channels, at least 8 px."""
+    if image.dtype != torch.uint8 and not image.is_floating_point():
+        raise TypeError(f"{name} should be a uint8 or float (in [0, 1]) tensor, got dtype {image.dtype}")
+    if image.ndim != 3 or image.shape[0] not in (1, 3):
+        raise ValueError(f"{name} should be (C, H, W) with C in (1, 3), got shape {tuple(image.shape)}")
+    if min(image.shape[-2:]) < MIN_IMAGE_SIZE:
+        raise ValueError(f"{name} should be at least {MIN_IMAGE_SIZE}x{MIN_IMAGE_SIZE} pixels, "
+                         f"got {image.shape[-2]}x{image.shape[-1]}")
+    return image.as_subclass(torch.Tensor)
