@@ -82,7 +82,7 @@ class GANAugment(A.ImageOnlyTransform):
             return check_mix_ratio(value)
 
     def __init__(self, checkpoint: str | os.PathLike, mode: Literal["replace", "mix", "variant"] = "replace",
-                 mix_ratio: tuple[float, float] = (0.3, 0.7), bank_size: int = 64, refresh_every: int | None = 1024,
+                 mix_ratio: tuple[float, float] = (0.3, 0.7), bank_size: int = 128, refresh_every: int | None = 4096,
                  refresh_size: int = 64, background: bool = False,
                  device: Literal["cpu", "cuda", "auto"] = "auto", bank_seed: int | None = None, p: float = 0.5):
         super().__init__(p=p)
@@ -136,18 +136,21 @@ class GANAugment(A.ImageOnlyTransform):
         out = augment_images(self.bank, tensor, labels, self.mode, tuple(self.mix_ratio), self.random_generator)
         return out.permute(0, 2, 3, 1).numpy()
 
-    def _labels(self, class_label: Any, num: int) -> torch.Tensor | None:
+    def _labels(self, class_label: Any, num: int) -> list[int] | None:
         if class_label is None:
             if self.mode == "variant":
                 return None
             raise ValueError(f"class_label is required with mode={self.mode!r}: call the pipeline as "
                              "transform(image=image, class_label=label)")
-        labels = np.asarray(class_label)
-        if labels.dtype == bool or not np.issubdtype(labels.dtype, np.integer):
-            raise TypeError(f"class_label should be an int (or one int per image), got {class_label!r}")
-        labels = torch.from_numpy(np.broadcast_to(labels.reshape(-1), (num,)).copy()).long()
+        if isinstance(class_label, (int, np.integer)) and not isinstance(class_label, (bool, np.bool_)):
+            labels = [int(class_label)] * num
+        else:
+            array = np.asarray(class_label)
+            if array.dtype == bool or not np.issubdtype(array.dtype, np.integer) or array.size not in (1, num):
+                raise TypeError(f"class_label should be an int (or one int per image), got {class_label!r}")
+            labels = np.broadcast_to(array.reshape(-1), (num,)).tolist()
         num_classes = self.bank.num_classes
-        if int(labels.min()) < 0 or int(labels.max()) >= num_classes:
+        if min(labels) < 0 or max(labels) >= num_classes:
             raise ValueError(f"class_label should lie in [0, {num_classes}) for this model, got {class_label!r}")
         return labels
 

@@ -62,7 +62,7 @@ def fit_images(images: torch.Tensor, channels: int, size: tuple[int, int]) -> to
     return out.contiguous()
 
 
-def augment_images(bank: SampleBank, images: torch.Tensor, labels: torch.Tensor | None, mode: str,
+def augment_images(bank: SampleBank, images: torch.Tensor, labels: list[int] | None, mode: str,
                    mix_ratio: tuple[float, float], rng: np.random.Generator | torch.Generator | None,
                    fresh: bool = False) -> torch.Tensor:
     """Replace, mix or vary images with generated ones.
@@ -70,7 +70,7 @@ def augment_images(bank: SampleBank, images: torch.Tensor, labels: torch.Tensor 
     Args:
         bank: the model and its sample bank.
         images: uint8 in [0, 255] or float32 in [0, 1], (N, C, H, W) with C in {1, 3}.
-        labels: int64 (N,) classes; required by "replace" and "mix", optional for "variant"
+        labels: N class labels (validated by the caller); required by "replace" and "mix", optional for "variant"
             (inferred from the image's features when None).
         mode: "replace" (a bank sample of the same class), "mix" (a blend of the image and a bank
             sample, the sample's weight uniform in ``mix_ratio``), or "variant" (a sample
@@ -86,25 +86,24 @@ def augment_images(bank: SampleBank, images: torch.Tensor, labels: torch.Tensor 
     num, channels, height, width = images.shape
     if mode == "variant":
         seed = int(random_integers(2**62, 1, rng)[0])
-        synthetic = bank.variants(images, None if labels is None else labels.cpu(), seed)
+        synthetic = bank.variants(images, labels, seed)
     elif fresh:
         seed = int(random_integers(2**62, 1, rng)[0])
-        synthetic = bank.gan.sample(num, labels.cpu(), seed=seed, truncation=bank.truncation, batch_size=max(num, 1))
+        synthetic = bank.gan.sample(num, labels, seed=seed, truncation=bank.truncation, batch_size=max(num, 1))
     else:
-        synthetic = bank.draw(labels.cpu(), rng)
+        synthetic = bank.draw(labels, rng)
     synthetic = fit_images(synthetic.to(images.device), channels, (height, width))
     if mode != "mix":
         return synthetic if images.dtype == torch.uint8 else synthetic.to(images.dtype) / 255
-    low, high = mix_ratio
-    weights = low + (high - low) * _random_uniform(num, rng)
-    weights = weights.to(images.device)[:, None, None, None]
-    if images.dtype == torch.uint8:
-        mixed = torch.lerp(images.float(), synthetic.float(), weights)
-        return mixed.round().clamp(0, 255).to(torch.uint8)
+    weights = _random_uniform(num, *mix_ratio, rng).to(images.device)[:, None, None, None]
+    if images.dtype == torch.uint8:  # a convex combination of values in [0, 255]: no clamp needed
+        return images.float().lerp_(synthetic.float(), weights).round_().to(torch.uint8)
     return torch.lerp(images, synthetic.to(images.dtype) / 255, weights.to(images.dtype))
 
 
-def _random_uniform(num: int, rng: np.random.Generator | torch.Generator | None) -> torch.Tensor:
+def _random_uniform(num: int, low: float, high: float, rng: np.random.Generator | torch.Generator | None,
+                    ) -> torch.Tensor:
+    """float32 (num,) uniform in [low, high]."""
     if isinstance(rng, np.random.Generator):
-        return torch.from_numpy(rng.random(num)).float()
-    return torch.rand(num, generator=rng)
+        return torch.from_numpy(rng.uniform(low, high, num).astype(np.float32))
+    return torch.rand(num, generator=rng) * (high - low) + low

@@ -32,11 +32,11 @@ __all__ = ["SampleBank", "random_integers"]
 _SEED_SPACE = 2**62
 
 
-def random_integers(high: int, size: int, rng: np.random.Generator | torch.Generator | None) -> torch.Tensor:
+def random_integers(high: int, size: int, rng: np.random.Generator | torch.Generator | None) -> np.ndarray:
     """``size`` integers in ``[0, high)`` from a numpy or torch generator (None: torch's global RNG)."""
     if isinstance(rng, np.random.Generator):
-        return torch.from_numpy(rng.integers(0, high, size=size, dtype=np.int64))
-    return torch.randint(high, (size,), generator=rng)
+        return rng.integers(0, high, size=size, dtype=np.int64)
+    return torch.randint(high, (size,), generator=rng).numpy()
 
 
 class SampleBank:
@@ -58,7 +58,7 @@ class SampleBank:
         truncation: in (0, 1]; noise scale of the samples.
     """
 
-    def __init__(self, model: str | os.PathLike | GANAug, size_per_class: int = 64, refresh_every: int | None = 1024,
+    def __init__(self, model: str | os.PathLike | GANAug, size_per_class: int = 128, refresh_every: int | None = 4096,
                  refresh_size: int = 64, background: bool = False, device: str = "auto", seed: int | None = None,
                  truncation: float = 1.0):
         _check_positive("size_per_class", size_per_class)
@@ -168,19 +168,21 @@ class SampleBank:
         """Random bank images of the given classes: uint8 (N, C, H, W).
 
         Args:
-            labels: int (N,) class labels.
+            labels: N class labels.
             rng: picks the images: a numpy Generator (albumentations), a torch Generator, or None
                 for torch's global RNG (torchvision).
         """
+        # Plain Python on purpose: a per-sample transform calls this for one image, where each
+        # small torch op would cost more than the copy itself.
         self.fill()
-        labels = torch.as_tensor(labels, dtype=torch.int64).flatten()
+        labels = labels.tolist() if isinstance(labels, torch.Tensor) else [int(label) for label in labels]
         num_classes = self._images.shape[0]
-        if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
-            raise ValueError(f"labels should lie in [0, {num_classes}), got values in "
-                             f"[{int(labels.min())}, {int(labels.max())}]")
-        positions = random_integers(self.size_per_class, len(labels), rng)
+        if labels and (min(labels) < 0 or max(labels) >= num_classes):
+            raise ValueError(f"labels should lie in [0, {num_classes}), got values in [{min(labels)}, {max(labels)}]")
+        positions = random_integers(self.size_per_class, len(labels), rng).tolist()
         with self._lock:
-            images = self._images[labels, positions].clone()
+            picked = [self._images[label, position] for label, position in zip(labels, positions, strict=True)]
+            images = torch.stack(picked) if picked else self._images[:0, 0].clone()
             self._draws += len(labels)
             due = self.refresh_every is not None and self._draws >= self.refresh_every
             if due:
@@ -223,8 +225,11 @@ class SampleBank:
 
     # --- variants -------------------------------------------------------------------------------
 
-    def variants(self, images: torch.Tensor, labels: torch.Tensor | None, seed: int) -> torch.Tensor:
-        """Instance-conditioned variants of ``images`` (uint8 (N, C, H, W)): uint8 (N, C', R, R)."""
+    def variants(self, images: torch.Tensor, labels: Sequence[int] | None, seed: int) -> torch.Tensor:
+        """Instance-conditioned variants of ``images`` (uint8 or float (N, C, H, W)): uint8 (N, C', R, R).
+
+        ``labels`` None: inferred from the images' features.
+        """
         return self.gan.sample_like(images, seed=seed, labels=labels)
 
     def __repr__(self) -> str:

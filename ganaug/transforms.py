@@ -79,7 +79,7 @@ class GANAugment(v2.Transform):
     """
 
     def __init__(self, checkpoint: str | os.PathLike, mode: str = "replace", p: float = 0.5,
-                 mix_ratio: tuple[float, float] = (0.3, 0.7), bank_size: int = 64, refresh_every: int | None = 1024,
+                 mix_ratio: tuple[float, float] = (0.3, 0.7), bank_size: int = 128, refresh_every: int | None = 4096,
                  refresh_size: int = 64, background: bool = False, device: str = "auto",
                  bank_seed: int | None = None, labels_getter: str | Callable[[Any], Any] = "default"):
         super().__init__()
@@ -146,13 +146,13 @@ class GANAugment(v2.Transform):
         chosen = torch.nonzero(torch.rand(len(images)) < self.p).flatten()
         if len(chosen) == 0:
             return images
-        part = None if labels is None else labels[chosen]
+        part = None if labels is None else [labels[i] for i in chosen.tolist()]
         out = torch.Tensor.clone(images.as_subclass(torch.Tensor))
         chosen = chosen.to(images.device)
         out[chosen] = augment_images(self.bank, out[chosen], part, self.mode, self.mix_ratio, None, fresh=True)
         return tv_tensors.wrap(out, like=images) if isinstance(images, tv_tensors.TVTensor) else out
 
-    def _labels(self, label: Any, num: int) -> torch.Tensor | None:
+    def _labels(self, label: Any, num: int) -> list[int] | None:
         if label is None:
             if self.mode == "variant":
                 return None
@@ -162,19 +162,19 @@ class GANAugment(v2.Transform):
             if label.is_floating_point() or label.dtype == torch.bool:
                 raise TypeError(f"label should hold integer class indices, got a {label.dtype} tensor; "
                                 "apply GANAugment before MixUp/CutMix")
-            labels = label.flatten().cpu().long()
+            labels = label.flatten().tolist()
         elif isinstance(label, int) and not isinstance(label, bool):
-            labels = torch.tensor([label])
+            labels = [label]
         else:
             raise TypeError(f"label should be an int or an int tensor, got {type(label).__name__}")
         if len(labels) == 1 and num > 1:
-            labels = labels.expand(num)
+            labels = labels * num
         if len(labels) != num:
             raise ValueError(f"label should hold one class per image ({num}), got {len(labels)}")
         num_classes = self.bank.num_classes
-        if int(labels.min()) < 0 or int(labels.max()) >= num_classes:
+        if min(labels) < 0 or max(labels) >= num_classes:
             raise ValueError(f"label should lie in [0, {num_classes}) for this model, got values in "
-                             f"[{int(labels.min())}, {int(labels.max())}]")
+                             f"[{min(labels)}, {max(labels)}]")
         return labels
 
     def extra_repr(self) -> str:

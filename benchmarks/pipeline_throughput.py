@@ -1,0 +1,260 @@
+"""Pipeline throughput: does GANAugment slow a real data pipeline down? And how fast does the generator run?
+
+1. Fashion-MNIST (60k training images) through a DataLoader (2 workers, batch 128, shuffled):
+   a standard augmentation chain alone, and the same chain with GANAugment(p=0.5) inserted, in
+   one run, for albumentations and for torchvision.transforms.v2. The ratio of throughputs
+   (with / without) is the figure; target >= 0.8. Each pipeline runs ``--epochs`` epochs with
+   persistent workers, and the first epoch (workers starting, model loading) counts too. The
+   sample bank is filled in the main process before the DataLoader starts, as
+   docs/pipelines.md recommends, and refreshed inside the workers as they draw from it.
+2. Raw generation: images/s of ``GANAug.sample`` at batch 256, as a fraction of the fp32 matmul
+   FLOP/s measured in the same run (generator FLOPs counted by torch's FlopCounterMode); target
+   >= 50%. The textbook conditional DCGAN generator (benchmarks/cdcgan.py) is measured the same
+   way, for reference.
+
+    python benchmarks/pipeline_throughput.py                 # uses or trains a model in benchmarks/cache
+    python benchmarks/pipeline_throughput.py --model runs/fmnist --epochs 2
+
+Prints a table and writes benchmarks/results/pipeline_throughput.json. Run it alone: other
+processes on the machine distort throughput.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import albumentations as A
+import numpy as np
+import torch
+from albumentations.pytorch import ToTensorV2
+from torch.utils.data import DataLoader, Dataset
+from torch.utils.flop_counter import FlopCounterMode
+from torchvision.transforms import v2
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from cdcgan import CDCGANGenerator  # noqa: E402
+
+import ganaug  # noqa: E402
+from ganaug import albumentations as gan_albumentations  # noqa: E402
+from ganaug import transforms as gan_transforms  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results" / "pipeline_throughput.json"
+CACHED_MODEL = ROOT / "benchmarks" / "cache" / "convergence" / "default" / "gan"
+MEAN, STD = 0.286, 0.353
+
+
+class AlbumentationsDataset(Dataset):
+    """Fashion-MNIST as numpy HW uint8 images through an albumentations Compose (with class_label)."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, transform: A.Compose):
+        self.images, self.labels, self.transform = images, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int):
+        label = int(self.labels[index])
+        return self.transform(image=self.images[index], class_label=label)["image"], label
+
+
+class TorchvisionDataset(Dataset):
+    """Fashion-MNIST as uint8 (1, H, W) tensors through a v2.Compose called on (image, label)."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform: v2.Compose):
+        self.images, self.labels, self.transform = images, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int):
+        return self.transform(self.images[index], int(self.labels[index]))
+
+
+def albumentations_chain(extra: list) -> A.Compose:
+    return A.Compose([
+        A.HorizontalFlip(p=0.5),
+        A.Affine(scale=(0.9, 1.1), translate_percent=(-0.08, 0.08), rotate=(-10, 10), p=0.7),
+        A.RandomBrightnessContrast(p=0.5),
+        *extra,
+        A.Normalize(mean=(MEAN,), std=(STD,)),
+        ToTensorV2(),
+    ], seed=0)
+
+
+def torchvision_chain(extra: list) -> v2.Compose:
+    return v2.Compose([
+        v2.RandomHorizontalFlip(p=0.5),
+        v2.RandomApply([v2.RandomAffine(degrees=10, translate=(0.08, 0.08), scale=(0.9, 1.1))], p=0.7),
+        v2.RandomApply([v2.ColorJitter(brightness=0.2, contrast=0.2)], p=0.5),
+        *extra,
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(mean=(MEAN,), std=(STD,)),
+    ])
+
+
+def loader_throughput(dataset: Dataset, epochs: int, batch_size: int, workers: int, seed: int) -> dict:
+    """Images/s through a DataLoader over ``epochs`` epochs (the first, with worker start-up, included)."""
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=workers,
+                        persistent_workers=workers > 0, worker_init_fn=gan_albumentations.worker_init_fn,
+                        generator=torch.Generator().manual_seed(seed))
+    start = time.perf_counter()
+    epoch_seconds = []
+    count = 0
+    for _ in range(epochs):
+        epoch_start = time.perf_counter()
+        for images, _labels in loader:
+            count += len(images)
+        epoch_seconds.append(time.perf_counter() - epoch_start)
+    seconds = time.perf_counter() - start
+    del loader
+    return {"images": count, "seconds": seconds, "images_per_s": count / seconds, "epoch_seconds": epoch_seconds}
+
+
+def matmul_flops(seconds: float = 3.0, size: int = 1024) -> float:
+    """Measured fp32 matmul FLOP/s (square matrices, torch's current thread count)."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    start, count = time.perf_counter(), 0
+    while time.perf_counter() - start < seconds:
+        a @ b
+        count += 1
+    return 2 * size**3 * count / (time.perf_counter() - start)
+
+
+def generation_rate(sample, seconds: float = 5.0) -> float:
+    """Images/s of ``sample()`` (one call makes one batch), after one warm-up call."""
+    batch = len(sample())
+    start, count = time.perf_counter(), 0
+    while time.perf_counter() - start < seconds:
+        sample()
+        count += batch
+    return count / (time.perf_counter() - start)
+
+
+def flops_per_image(forward, batch: int = 8) -> float:
+    with FlopCounterMode(display=False) as counter:
+        forward(batch)
+    return counter.get_total_flops() / batch
+
+
+def get_model(args: argparse.Namespace, train: ganaug.ImageDataset) -> Path:
+    if args.model is not None:
+        return args.model
+    if CACHED_MODEL.is_dir():
+        return CACHED_MODEL
+    run_dir = ROOT / "benchmarks" / "cache" / "pipeline" / "gan"
+    if not (run_dir / "checkpoint.safetensors").is_file():
+        print(f"training a {args.train_minutes}-minute model in {run_dir} (pass --model to use your own)", flush=True)
+        ganaug.train(train, ganaug.TrainConfig(minutes=args.train_minutes), run_dir)
+    return run_dir
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, default=None, help="run directory or export (default: cached/trained)")
+    parser.add_argument("--train-minutes", type=float, default=5.0, help="budget when a model must be trained")
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--p", type=float, default=0.5)
+    parser.add_argument("--modes", default="replace,mix,variant", help="GANAugment modes to measure")
+    parser.add_argument("--limit", type=int, default=None, help="use only the first N training images")
+    parser.add_argument("--refresh-every", type=int, default=None, help="bank refresh period (default: the transform's)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    torch.manual_seed(args.seed)
+
+    train = ganaug.load_fashion_mnist("train")
+    if args.limit:
+        train = train.subset(torch.arange(min(args.limit, len(train))))
+    model = get_model(args, train)
+    images_np = train.images[:, 0].numpy()
+    labels_np = train.labels.numpy()
+    modes = [m for m in args.modes.split(",") if m]
+    bank = {} if args.refresh_every is None else {"refresh_every": args.refresh_every}
+
+    rows = []
+
+    def record(pipeline: str, variant: str, result: dict, baseline: dict | None) -> None:
+        ratio = None if baseline is None else result["images_per_s"] / baseline["images_per_s"]
+        rows.append({"pipeline": pipeline, "variant": variant, **result, "ratio": ratio})
+        shown = "" if ratio is None else f"  ratio {ratio:.2f}"
+        print(f"{pipeline:<15} {variant:<22} {result['images_per_s']:8.0f} img/s{shown}", flush=True)
+
+    # 1. Pipelines: the chain alone, then with GANAugment, measured back to back.
+    for pipeline in ("albumentations", "torchvision"):
+        if pipeline == "albumentations":
+            base = AlbumentationsDataset(images_np, labels_np, albumentations_chain([]))
+        else:
+            base = TorchvisionDataset(train.images, train.labels, torchvision_chain([]))
+        baseline = loader_throughput(base, args.epochs, args.batch_size, args.workers, args.seed)
+        record(pipeline, "chain alone", baseline, None)
+        for mode in modes:
+            if pipeline == "albumentations":
+                augment = gan_albumentations.GANAugment(model, mode=mode, p=args.p, device="cpu", **bank)
+                dataset = AlbumentationsDataset(images_np, labels_np, albumentations_chain([augment]))
+            else:
+                augment = gan_transforms.GANAugment(model, mode=mode, p=args.p, device="cpu", **bank)
+                dataset = TorchvisionDataset(train.images, train.labels, torchvision_chain([augment]))
+            if mode != "variant":
+                augment.bank.fill()  # before the workers start: they share it
+            record(pipeline, f"+ GANAugment {mode}", loader_throughput(dataset, args.epochs, args.batch_size,
+                                                                     args.workers, args.seed), baseline)
+
+    # 2. Raw generation rate against the machine's matmul rate.
+    gan = ganaug.GANAug.from_pretrained(model, device="cpu")
+    matmul = matmul_flops()
+    gan_rate = generation_rate(lambda: gan.sample(256, seed=1, batch_size=256))
+    instance = gan.bank_features[:8].float() if gan.instance_conditional else None
+    gan_flops = flops_per_image(lambda n: gan.generator(torch.randn(n, gan.generator.z_dim), torch.arange(n) % 10,
+                                                        instance[:n] if instance is not None else None))
+    dcgan = CDCGANGenerator().eval().to(memory_format=torch.channels_last)
+
+    @torch.inference_mode()
+    def dcgan_sample(n: int = 256) -> torch.Tensor:
+        return dcgan(torch.randn(n, dcgan.z_dim), torch.arange(n) % 10)
+
+    dcgan_rate = generation_rate(dcgan_sample)
+    dcgan_flops = flops_per_image(dcgan_sample)
+    generation = []
+    for name, rate, flops in (("ganaug GANAug.sample", gan_rate, gan_flops),
+                              ("textbook cDCGAN G", dcgan_rate, dcgan_flops)):
+        generation.append({"generator": name, "images_per_s": rate, "flops_per_image": flops,
+                           "flops_per_s": rate * flops, "fraction_of_matmul": rate * flops / matmul})
+        print(f"{name:<22} {rate:8.0f} img/s  {flops / 1e6:6.1f} MFLOP/img  "
+              f"{rate * flops / 1e9:6.1f} GFLOP/s = {rate * flops / matmul:.2f} of matmul", flush=True)
+
+    print(f"\nmatmul fp32: {matmul / 1e9:.1f} GFLOP/s on {torch.get_num_threads()} threads")
+    print("\n| pipeline | variant | img/s | ratio |\n|---|---|---|---|")
+    for row in rows:
+        ratio = "" if row["ratio"] is None else f"{row['ratio']:.2f}"
+        print(f"| {row['pipeline']} | {row['variant']} | {row['images_per_s']:.0f} | {ratio} |")
+    print("\n| generator | img/s (batch 256) | MFLOP/img | fraction of matmul FLOP/s |\n|---|---|---|---|")
+    for row in generation:
+        print(f"| {row['generator']} | {row['images_per_s']:.0f} | {row['flops_per_image'] / 1e6:.1f} | "
+              f"{row['fraction_of_matmul']:.2f} |")
+
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({
+        "command": " ".join(sys.argv),
+        "model": str(model.relative_to(ROOT) if model.is_relative_to(ROOT) else model),
+        "settings": {"epochs": args.epochs, "workers": args.workers, "batch_size": args.batch_size, "p": args.p,
+                     "images": len(train), "bank": "filled in the main process before the workers start",
+                     "bank_args": bank or "transform defaults"},
+        "pipelines": rows,
+        "matmul_flops_per_s": matmul,
+        "generation": generation,
+        "machine": {"cpus": torch.get_num_threads(), "platform": platform.platform(), "torch": torch.__version__},
+    }, indent=2))
+    print(f"\nwrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
