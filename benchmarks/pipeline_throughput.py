@@ -166,7 +166,8 @@ def main() -> None:
     parser.add_argument("--p", type=float, default=0.5)
     parser.add_argument("--modes", default="replace,mix,variant", help="GANAugment modes to measure")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N training images")
-    parser.add_argument("--refresh-every", type=int, default=None, help="bank refresh period (default: the transform's)")
+    parser.add_argument("--refresh-every", type=int, default=None,
+                        help="bank refresh period (default: the transform's)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.manual_seed(args.seed)

@@ -1,20 +1,25 @@
 """ganaug: generative data augmentation with a class- and feature-conditional GAN and timm feature networks."""
 
 from ganaug.data import DataSource, ImageDataset, load_dataset, load_fashion_mnist
+from ganaug.datasets import ExpandedDataset, SyntheticDataset
 from ganaug.features import FeatureExtractor, WeightsUnavailableError
 from ganaug.gan import GANAug
 from ganaug.pretrain import PretrainConfig, PretrainResult, pretrain_extractor
+from ganaug.sample_bank import SampleBank
 from ganaug.training import TrainConfig, train
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DataSource",
+    "ExpandedDataset",
     "FeatureExtractor",
     "GANAug",
     "ImageDataset",
     "PretrainConfig",
     "PretrainResult",
+    "SampleBank",
+    "SyntheticDataset",
     "TrainConfig",
     "WeightsUnavailableError",
     "__version__",

@@ -46,7 +46,8 @@ class GANAugment(A.ImageOnlyTransform):
         refresh_size: images regenerated per refresh.
         background: refresh the bank in a background thread.
         device: "cpu", "cuda" or "auto" (GPU in the main process, CPU in DataLoader workers).
-        bank_seed: seeds the bank's generation (the picks come from the Compose RNG).
+        bank_seed: seeds the bank's images; None: torch's global RNG. Which bank image an
+            image gets, and the mix weights, come from the Compose RNG.
         p: probability of applying the transform.
 
     Targets: image (uint8, or float32 in [0, 1]; (H, W), (H, W, 1) or (H, W, 3)); the output has

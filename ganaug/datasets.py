@@ -141,23 +141,36 @@ def synthetic_class_counts(real_counts: Sequence[int], synthetic_ratio: float | 
             largest class's count.
         balance: None spreads the synthetic items in proportion to the real class counts;
             "equalize" gives them to the smallest classes first, levelling the counts.
+
+    A class with no real items gets no synthetic ones: it is taken to be absent from the
+    dataset, not rare.
     """
     if balance not in BALANCE_MODES:
         raise ValueError(f"balance should be one of {BALANCE_MODES}, got {balance!r}")
-    counts = np.asarray(real_counts, dtype=np.int64)
-    if synthetic_ratio is None:
-        if balance != "equalize":
-            raise ValueError("synthetic_ratio=None needs balance='equalize' (fill every class up to the largest)")
-        return (counts.max() - counts).tolist()
-    if isinstance(synthetic_ratio, bool) or not isinstance(synthetic_ratio, (int, float)) or synthetic_ratio < 0:
+    all_counts = np.asarray(real_counts, dtype=np.int64)
+    if synthetic_ratio is None and balance != "equalize":
+        raise ValueError("synthetic_ratio=None needs balance='equalize' (fill every class up to the largest)")
+    valid_ratio = isinstance(synthetic_ratio, (int, float)) and not isinstance(synthetic_ratio, bool)
+    if synthetic_ratio is not None and (not valid_ratio or synthetic_ratio < 0):
         raise ValueError(f"synthetic_ratio should be a non-negative number or None, got {synthetic_ratio!r}")
+    present = all_counts > 0
+    result = np.zeros_like(all_counts)
+    if present.any():
+        result[present] = _spread(all_counts[present], synthetic_ratio, balance)
+    return result.tolist()
+
+
+def _spread(counts: np.ndarray, synthetic_ratio: float | None, balance: str | None) -> np.ndarray:
+    """Synthetic items per class for classes that all have real items (see synthetic_class_counts)."""
+    if synthetic_ratio is None:
+        return counts.max() - counts
     total = round(synthetic_ratio * counts.sum())
     if balance is None:
         shares = counts / max(counts.sum(), 1) * total
         extra = np.floor(shares).astype(np.int64)
         remainder = total - extra.sum()
         extra[np.argsort(-(shares - extra), kind="stable")[:remainder]] += 1  # largest remainders
-        return extra.tolist()
+        return extra
     # water-filling: the highest common level L that the lowest classes can be raised to with
     # `total` items, then one more item each for as many classes at level L as are left over
     low, high = int(counts.min()), int(counts.max()) + total
@@ -170,7 +183,7 @@ def synthetic_class_counts(real_counts: Sequence[int], synthetic_ratio: float | 
     extra = np.maximum(low - counts, 0)
     at_level = np.flatnonzero(counts + extra == low)
     extra[at_level[:total - extra.sum()]] += 1
-    return extra.tolist()
+    return extra
 
 
 class ExpandedDataset(Dataset):
@@ -254,8 +267,8 @@ class ExpandedDataset(Dataset):
             raise IndexError(f"index {index} out of range for a dataset of {len(self)} items")
         index = index % len(self)
         if index < len(self.base):
-            image, label = self.base[index][:2]
-            synthetic = False
+            image = self.base[index][0]
+            label, synthetic = int(self.real_labels[index]), False  # ints for both kinds, so batches collate
         else:
             image = _like(self.synthetic.image(index - len(self.base)), self.example)
             label, synthetic = int(self.targets[index]), True

@@ -48,6 +48,8 @@ class ExpandResult:
 def checkpoint_hash(model_path: str | os.PathLike) -> str:
     """SHA-256 of the weights file of a run directory or an export (identifies which weights made an image)."""
     path = Path(model_path)
+    if not path.exists():
+        raise FileNotFoundError(f"model path {str(path)!r} does not exist")
     weights = path / MODEL_FILE if (path / MODEL_FILE).is_file() else path / "checkpoint.safetensors"
     if not weights.is_file():
         raise FileNotFoundError(f"model path {str(path)!r} holds neither {MODEL_FILE} nor checkpoint.safetensors")

@@ -67,3 +67,19 @@ def extractor_file(tmp_path_factory, embedded_train):
     path = tmp_path_factory.mktemp("extractor") / f"{backbone}.safetensors"
     pretrain_extractor(embedded_train, path, model_name=backbone, epochs=1, input_size=32, progress=False)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, embedded_train, extractor_file):
+    """A tiny instance-conditional GAN trained for 4 steps on 200 embedded images: a real run directory."""
+    import torch
+
+    from ganaug import TrainConfig, train
+
+    data = embedded_train.subset(torch.arange(0, 2000, 10))
+    config = TrainConfig(steps=4, batch_size=8, g_channels=32, g_min_channels=16, mixing_channels=16, d_channels=16,
+                         z_dim=16, embed_dim=16, instance_neighbours=3, bank_per_class=5, checkpoint_every=4,
+                         sample_every=4, log_every=4, seed=0, backbone_weights=str(extractor_file))
+    run = tmp_path_factory.mktemp("tiny") / "run"
+    train(data, config, run, progress=False)
+    return run
