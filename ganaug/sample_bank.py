@@ -183,7 +183,25 @@ class SampleBank:
         with self._lock:
             picked = [self._images[label, position] for label, position in zip(labels, positions, strict=True)]
             images = torch.stack(picked) if picked else self._images[:0, 0].clone()
-            self._draws += len(labels)
+        self._count_draws(len(labels))
+        return images
+
+    def draw_one(self, label: int, rng: np.random.Generator | torch.Generator | None = None) -> np.ndarray:
+        """One random bank image of class ``label`` as a numpy uint8 (C, H, W) copy: the per-sample fast path."""
+        self.fill()
+        if not 0 <= label < self._images.shape[0]:
+            raise ValueError(f"labels should lie in [0, {self._images.shape[0]}), got {label}")
+        position = int(rng.integers(self.size_per_class)) if isinstance(rng, np.random.Generator) else \
+            int(random_integers(self.size_per_class, 1, rng)[0])
+        with self._lock:
+            image = self._images.numpy()[label, position].copy()
+        self._count_draws(1)
+        return image
+
+    def _count_draws(self, num: int) -> None:
+        """Count draws; refresh (now, or by waking the background thread) when ``refresh_every`` is reached."""
+        with self._lock:
+            self._draws += num
             due = self.refresh_every is not None and self._draws >= self.refresh_every
             if due:
                 self._draws = 0
@@ -193,7 +211,6 @@ class SampleBank:
                 self._wanted.set()
             else:
                 self.refresh()
-        return images
 
     def refresh(self) -> None:
         """Replace the ``refresh_size`` oldest images with new ones."""

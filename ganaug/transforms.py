@@ -21,14 +21,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import PIL.Image
 import torch
 from torch.utils._pytree import tree_flatten, tree_unflatten
 from torchvision import tv_tensors
 from torchvision.transforms import v2
-from torchvision.transforms.v2 import functional as TF
 
-from ganaug.augment import MIN_IMAGE_SIZE, augment_images, check_mix_ratio, check_mode
+from ganaug.augment import MIN_IMAGE_SIZE, augment_image_hwc, augment_images, check_mix_ratio, check_mode
 from ganaug.lazy_model import DEVICES
 from ganaug.sample_bank import SampleBank
 
@@ -111,6 +111,8 @@ class GANAugment(v2.Transform):
 
     def forward(self, *inputs: Any) -> Any:
         sample = inputs if len(inputs) > 1 else inputs[0]
+        if not _holds_batch(sample) and torch.rand(1).item() >= self.p:
+            return sample  # decided before any parsing: the skipped half of the samples costs almost nothing
         flat, spec = tree_flatten(sample)
         label = find_label(sample) if self.labels_getter == "default" else self.labels_getter(sample)
         image_positions = [i for i, item in enumerate(flat) if _is_image(item) and item is not label]
@@ -122,23 +124,35 @@ class GANAugment(v2.Transform):
                 raise ValueError("a sample should hold single images or (B, C, H, W) batches, not both")
             outputs = {i: self._transform_batch(flat[i], label) for i in batched}
         else:
-            if torch.rand(1).item() >= self.p:
-                return sample
             labels = self._labels(label, 1)
             outputs = {i: self._transform_single(flat[i], labels) for i in image_positions}
         flat = [outputs.get(i, item) for i, item in enumerate(flat)]
         return tree_unflatten(flat, spec)
 
-    def _transform_single(self, image: Any, labels: torch.Tensor | None) -> Any:
+    def _transform_single(self, image: Any, labels: list[int] | None) -> Any:
         if isinstance(image, PIL.Image.Image):
             if image.mode not in ("L", "RGB"):
                 raise ValueError(f"image should be a PIL image in mode 'L' or 'RGB', got mode {image.mode!r}")
-            tensor = TF.pil_to_tensor(image)
-            out = augment_images(self.bank, _check_tensor(tensor, "image")[None], labels, self.mode,
-                                 self.mix_ratio, None)[0]
-            return TF.to_pil_image(out, mode=image.mode)
-        out = augment_images(self.bank, _check_tensor(image, "image")[None], labels, self.mode, self.mix_ratio, None)
-        return tv_tensors.wrap(out[0], like=image) if isinstance(image, tv_tensors.TVTensor) else out[0]
+            _check_tensor(torch.empty(len(image.getbands()), image.height, image.width, dtype=torch.uint8), "image")
+            array = np.asarray(image)
+            out = self._augment_hwc(array[:, :, None] if array.ndim == 2 else array, labels)
+            return PIL.Image.fromarray(out[:, :, 0] if image.mode == "L" else out)
+        tensor = _check_tensor(image, "image")
+        if tensor.device.type == "cpu" and tensor.dtype in (torch.uint8, torch.float32):
+            out = torch.from_numpy(np.ascontiguousarray(self._augment_hwc(tensor.numpy().transpose(1, 2, 0), labels)
+                                                        .transpose(2, 0, 1)))
+        else:
+            out = augment_images(self.bank, tensor[None], labels, self.mode, self.mix_ratio, None)[0]
+        return tv_tensors.wrap(out, like=image) if isinstance(image, tv_tensors.TVTensor) else out
+
+    def _augment_hwc(self, image: np.ndarray, labels: list[int] | None) -> np.ndarray:
+        """One uint8/float32 (H, W, C) image: the numpy fast path where it applies, else the torch path."""
+        if labels is not None:
+            fast = augment_image_hwc(self.bank, image, labels[0], self.mode, self.mix_ratio, None)
+            if fast is not None:
+                return fast
+        tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None]
+        return augment_images(self.bank, tensor, labels, self.mode, self.mix_ratio, None)[0].permute(1, 2, 0).numpy()
 
     def _transform_batch(self, images: torch.Tensor, label: Any) -> torch.Tensor:
         _check_tensor(images[0], "images")
@@ -180,6 +194,13 @@ class GANAugment(v2.Transform):
     def extra_repr(self) -> str:
         return (f"checkpoint={self.checkpoint!r}, mode={self.mode!r}, p={self.p}, mix_ratio={self.mix_ratio}, "
                 f"bank_size={self._bank_args['size_per_class']}, device={self._bank_args['device']!r}")
+
+
+def _holds_batch(sample: Any) -> bool:
+    """Whether a sample's top level holds a (B, C, H, W) tensor (batch mode)."""
+    items = sample.values() if isinstance(sample, collections.abc.Mapping) else (
+        sample if isinstance(sample, (tuple, list)) else (sample,))
+    return any(isinstance(item, torch.Tensor) and item.ndim == 4 for item in items)
 
 
 def _is_image(item: Any) -> bool:
