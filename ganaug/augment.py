@@ -121,17 +121,17 @@ def augment_image_hwc(bank: SampleBank, image: np.ndarray, label: int, mode: str
     """
     if mode == "variant":
         return None
-    bank.fill()
-    if image.shape != (*bank._images.shape[3:], bank._images.shape[2]):
+    bank_shape = bank.fill().image_shape
+    if image.shape != (bank_shape[1], bank_shape[2], bank_shape[0]):
         return None
     synthetic = bank.draw_one(label, rng).transpose(1, 2, 0)
     if mode == "replace":
-        return np.ascontiguousarray(synthetic) if image.dtype == np.uint8 else synthetic.astype(np.float32) / 255
-    weight = float(_random_uniform(1, *mix_ratio, rng)[0])
+        return np.ascontiguousarray(synthetic) if image.dtype == np.uint8 else synthetic * np.float32(1 / 255)
+    weight = rng.uniform(*mix_ratio) if isinstance(rng, np.random.Generator) else \
+        float(_random_uniform(1, *mix_ratio, rng)[0])
     if image.dtype == np.uint8:
-        mixed = image.astype(np.float32) * (1 - weight) + synthetic.astype(np.float32) * weight
-        return np.rint(mixed).astype(np.uint8)
-    return (image * (1 - weight) + synthetic.astype(np.float32) * (weight / 255)).astype(np.float32)
+        return np.rint(image * (1 - weight) + synthetic * weight).astype(np.uint8)
+    return (image * np.float32(1 - weight) + synthetic * np.float32(weight / 255)).astype(np.float32)
 
 
 def _random_uniform(num: int, low: float, high: float, rng: np.random.Generator | torch.Generator | None,

@@ -224,8 +224,8 @@ class GANAug:
     def _generate(self, z: torch.Tensor, labels: torch.Tensor, instance: torch.Tensor | None,
                   batch_size: int) -> torch.Tensor:
         if self.device.type == "cpu":
-            # Passes of at most 32 images keep the activations in cache: at 28 px this ran 1.2-1.5x
-            # faster per image than passes of 256 (benchmarks/pipeline_throughput.py).
+            # Passes of at most 32 images keep the activations in cache: at 28 px this ran about
+            # 1.3x faster per image than passes of 256 on our 2-core machine.
             batch_size = min(batch_size, CPU_PASS_SIZE)
         out = []
         for i in range(0, len(z), batch_size):

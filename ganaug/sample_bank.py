@@ -147,6 +147,8 @@ class SampleBank:
 
     def fill(self) -> SampleBank:
         """Generate the whole bank now (it is otherwise made on the first draw). Returns self."""
+        if self._images is not None:
+            return self
         self._check_process()
         with self._lock:
             if self._images is None:
@@ -158,6 +160,11 @@ class SampleBank:
                 self._images = images.view(self.size_per_class, gan.num_classes, *images.shape[1:]).transpose(0, 1)
                 self._images = self._images.contiguous()
         return self
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of the bank's images (the model's output)."""
+        return tuple(self.fill()._images.shape[2:])
 
     @property
     def num_classes(self) -> int:
@@ -174,6 +181,7 @@ class SampleBank:
         """
         # Plain Python on purpose: a per-sample transform calls this for one image, where each
         # small torch op would cost more than the copy itself.
+        self._check_process()
         self.fill()
         labels = labels.tolist() if isinstance(labels, torch.Tensor) else [int(label) for label in labels]
         num_classes = self._images.shape[0]
@@ -188,14 +196,19 @@ class SampleBank:
 
     def draw_one(self, label: int, rng: np.random.Generator | torch.Generator | None = None) -> np.ndarray:
         """One random bank image of class ``label`` as a numpy uint8 (C, H, W) copy: the per-sample fast path."""
-        self.fill()
+        self._check_process()
+        if self._images is None:
+            self.fill()
         if not 0 <= label < self._images.shape[0]:
             raise ValueError(f"labels should lie in [0, {self._images.shape[0]}), got {label}")
         position = int(rng.integers(self.size_per_class)) if isinstance(rng, np.random.Generator) else \
             int(random_integers(self.size_per_class, 1, rng)[0])
         with self._lock:
             image = self._images.numpy()[label, position].copy()
-        self._count_draws(1)
+            self._draws += 1
+            due = self.refresh_every is not None and self._draws >= self.refresh_every
+        if due:
+            self._count_draws(0)
         return image
 
     def _count_draws(self, num: int) -> None:

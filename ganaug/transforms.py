@@ -151,7 +151,7 @@ class GANAugment(v2.Transform):
             fast = augment_image_hwc(self.bank, image, labels[0], self.mode, self.mix_ratio, None)
             if fast is not None:
                 return fast
-        tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None]
+        tensor = torch.from_numpy(image.transpose(2, 0, 1).copy())[None]  # PIL arrays are read-only
         return augment_images(self.bank, tensor, labels, self.mode, self.mix_ratio, None)[0].permute(1, 2, 0).numpy()
 
     def _transform_batch(self, images: torch.Tensor, label: Any) -> torch.Tensor:

@@ -129,3 +129,19 @@ def test_workers_get_cpu_and_their_own_seed_streams(tiny_run, context):
     seeds_by_worker = {worker: [s for w, _, s in first if w == worker] for worker in (0, 1)}
     assert seeds_by_worker[0] != seeds_by_worker[1]
     assert first == again and first != other
+
+
+def test_channels_last_inference_matches_the_training_layout():
+    from ganaug.models import Generator
+
+    torch.manual_seed(0)
+    generator = Generator(10, 28, 3, instance_dim=8, base_channels=64, min_channels=16).eval()
+    for parameter in generator.parameters():  # non-trivial conditional norms
+        parameter.data.normal_(0, 0.2)
+    z, labels, instance = torch.randn(5, 64), torch.arange(5), torch.randn(5, 8)
+    with torch.no_grad():
+        contiguous = generator(z, labels, instance)
+        generator.to(memory_format=torch.channels_last)
+        channels_last = generator(z, labels, instance)
+    assert torch.allclose(contiguous, channels_last, atol=1e-4)
+    assert not torch.equal(contiguous[0], contiguous[1])
