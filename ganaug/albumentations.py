@@ -26,7 +26,7 @@ from albumentations.core.transforms_interface import BaseTransformInitSchema
 from pydantic import Field, field_validator
 from torch.utils.data import get_worker_info
 
-from ganaug.augment import MIN_IMAGE_SIZE, augment_image_hwc, augment_images, check_mix_ratio
+from ganaug.augment import MIN_IMAGE_SIZE, augment_images, augment_one, check_mix_ratio
 from ganaug.sample_bank import SampleBank
 
 __all__ = ["GANAugment", "worker_init_fn"]
@@ -122,8 +122,8 @@ class GANAugment(A.ImageOnlyTransform):
         images = _to_batch(img, "image")
         labels = self._labels(class_label, 1)
         if labels is not None:
-            fast = augment_image_hwc(self.bank, images[0], labels[0], self.mode, tuple(self.mix_ratio),
-                                     self.random_generator)
+            fast = augment_one(self.bank, images[0], labels[0], self.mode, tuple(self.mix_ratio),
+                               self.random_generator)
             if fast is not None:
                 return _from_batch(fast[None], img)[0]
         return _from_batch(self._augment(images, labels), img)[0]

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from ganaug.sample_bank import SampleBank, random_integers
 
-__all__ = ["MIN_IMAGE_SIZE", "MODES", "augment_image_hwc", "augment_images", "check_mix_ratio", "check_mode",
+__all__ = ["MIN_IMAGE_SIZE", "MODES", "augment_one", "augment_images", "check_mix_ratio", "check_mode",
            "fit_images"]
 
 MODES = ("replace", "mix", "variant")
@@ -102,9 +102,9 @@ def augment_images(bank: SampleBank, images: torch.Tensor, labels: list[int] | N
     return torch.lerp(images, synthetic.to(images.dtype) / 255, weights.to(images.dtype))
 
 
-def augment_image_hwc(bank: SampleBank, image: np.ndarray, label: int, mode: str, mix_ratio: tuple[float, float],
-                      rng: np.random.Generator | torch.Generator | None) -> np.ndarray | None:
-    """The per-sample fast path of :func:`augment_images` for one HWC numpy image, or None where it does not apply.
+def augment_one(bank: SampleBank, image: np.ndarray, label: int, mode: str, mix_ratio: tuple[float, float],
+                rng: np.random.Generator | torch.Generator | None, layout: str = "HWC") -> np.ndarray | None:
+    """The per-sample fast path of :func:`augment_images` for one numpy image, or None where it does not apply.
 
     It covers "replace" and "mix" when the image already has the bank's size and channels
     (the common case: a pipeline on the data the model was trained on). It does in numpy what
@@ -112,19 +112,22 @@ def augment_image_hwc(bank: SampleBank, image: np.ndarray, label: int, mode: str
     calls cost several times more than the work itself.
 
     Args:
-        image: uint8 or float32 in [0, 1], (H, W, C).
+        image: uint8 or float32 in [0, 1], (H, W, C) or (C, H, W) as ``layout`` says.
         label: the class.
         rng: numpy Generator, torch Generator, or None for torch's global RNG.
+        layout: "HWC" (albumentations) or "CHW" (a tensor's memory, seen through ``.numpy()``).
 
     Returns:
         The image's dtype and shape, or None (use :func:`augment_images`).
     """
     if mode == "variant":
         return None
-    bank_shape = bank.fill().image_shape
-    if image.shape != (bank_shape[1], bank_shape[2], bank_shape[0]):
+    channels, height, width = bank.fill().image_shape
+    if image.shape != ((height, width, channels) if layout == "HWC" else (channels, height, width)):
         return None
-    synthetic = bank.draw_one(label, rng).transpose(1, 2, 0)
+    synthetic = bank.draw_one(label, rng)
+    if layout == "HWC":
+        synthetic = synthetic.transpose(1, 2, 0)
     if mode == "replace":
         return np.ascontiguousarray(synthetic) if image.dtype == np.uint8 else synthetic * np.float32(1 / 255)
     weight = rng.uniform(*mix_ratio) if isinstance(rng, np.random.Generator) else \

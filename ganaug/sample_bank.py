@@ -202,7 +202,7 @@ class SampleBank:
         if not 0 <= label < self._images.shape[0]:
             raise ValueError(f"labels should lie in [0, {self._images.shape[0]}), got {label}")
         position = int(rng.integers(self.size_per_class)) if isinstance(rng, np.random.Generator) else \
-            int(random_integers(self.size_per_class, 1, rng)[0])
+            int(torch.randint(self.size_per_class, (1,), generator=rng))
         with self._lock:
             image = self._images.numpy()[label, position].copy()
             self._draws += 1

@@ -28,7 +28,7 @@ from torch.utils._pytree import tree_flatten, tree_unflatten
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from ganaug.augment import MIN_IMAGE_SIZE, augment_image_hwc, augment_images, check_mix_ratio, check_mode
+from ganaug.augment import MIN_IMAGE_SIZE, augment_images, augment_one, check_mix_ratio, check_mode
 from ganaug.lazy_model import DEVICES
 from ganaug.sample_bank import SampleBank
 
@@ -113,6 +113,9 @@ class GANAugment(v2.Transform):
         sample = inputs if len(inputs) > 1 else inputs[0]
         if not _holds_batch(sample) and torch.rand(1).item() >= self.p:
             return sample  # decided before any parsing: the skipped half of the samples costs almost nothing
+        if (isinstance(sample, tuple) and len(sample) == 2 and self.labels_getter == "default"
+                and _is_image(sample[0]) and isinstance(sample[1], (int, torch.Tensor))):
+            return self._transform_single(sample[0], self._labels(sample[1], 1)), sample[1]  # (image, label)
         flat, spec = tree_flatten(sample)
         label = find_label(sample) if self.labels_getter == "default" else self.labels_getter(sample)
         image_positions = [i for i, item in enumerate(flat) if _is_image(item) and item is not label]
@@ -138,9 +141,11 @@ class GANAugment(v2.Transform):
             out = self._augment_hwc(array[:, :, None] if array.ndim == 2 else array, labels)
             return PIL.Image.fromarray(out[:, :, 0] if image.mode == "L" else out)
         tensor = _check_tensor(image, "image")
-        if tensor.device.type == "cpu" and tensor.dtype in (torch.uint8, torch.float32):
-            out = torch.from_numpy(np.ascontiguousarray(self._augment_hwc(tensor.numpy().transpose(1, 2, 0), labels)
-                                                        .transpose(2, 0, 1)))
+        fast = None
+        if labels is not None and tensor.device.type == "cpu" and tensor.dtype in (torch.uint8, torch.float32):
+            fast = augment_one(self.bank, tensor.numpy(), labels[0], self.mode, self.mix_ratio, None, layout="CHW")
+        if fast is not None:
+            out = torch.from_numpy(fast)
         else:
             out = augment_images(self.bank, tensor[None], labels, self.mode, self.mix_ratio, None)[0]
         return tv_tensors.wrap(out, like=image) if isinstance(image, tv_tensors.TVTensor) else out
@@ -148,7 +153,7 @@ class GANAugment(v2.Transform):
     def _augment_hwc(self, image: np.ndarray, labels: list[int] | None) -> np.ndarray:
         """One uint8/float32 (H, W, C) image: the numpy fast path where it applies, else the torch path."""
         if labels is not None:
-            fast = augment_image_hwc(self.bank, image, labels[0], self.mode, self.mix_ratio, None)
+            fast = augment_one(self.bank, image, labels[0], self.mode, self.mix_ratio, None)
             if fast is not None:
                 return fast
         tensor = torch.from_numpy(image.transpose(2, 0, 1).copy())[None]  # PIL arrays are read-only
@@ -214,7 +219,7 @@ def _ndim(item: Any) -> int:
 
 
 def _check_tensor(image: torch.Tensor, name: str) -> torch.Tensor:
-    """Check a (C, H, W) image tensor: uint8 or float in [0, 1], 1 or 3 channels, at least 8 px."""
+    """Check a (C, H, W) image tensor: uint8 or float in [0, 1], 1 or 3 channels, at least 8 px; a plain tensor."""
     if image.dtype != torch.uint8 and not image.is_floating_point():
         raise TypeError(f"{name} should be a uint8 or float (in [0, 1]) tensor, got dtype {image.dtype}")
     if image.ndim != 3 or image.shape[0] not in (1, 3):

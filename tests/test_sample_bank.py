@@ -145,3 +145,19 @@ def test_channels_last_inference_matches_the_training_layout():
         channels_last = generator(z, labels, instance)
     assert torch.allclose(contiguous, channels_last, atol=1e-4)
     assert not torch.equal(contiguous[0], contiguous[1])
+
+
+def test_draws_from_many_threads_while_refreshing(tiny_run):
+    from concurrent.futures import ThreadPoolExecutor
+
+    bank = SampleBank(tiny_run, size_per_class=3, refresh_every=7, refresh_size=5, device="cpu", seed=0).fill()
+
+    def draw_many(worker: int):
+        rng = np.random.default_rng(worker)
+        return [bank.draw_one(int(rng.integers(10)), rng).shape for _ in range(40)] + \
+            [tuple(bank.draw([worker % 10, 3], rng).shape) for _ in range(10)]
+
+    with ThreadPoolExecutor(4) as pool:
+        shapes = [shape for result in pool.map(draw_many, range(4)) for shape in result]
+    assert shapes.count((1, 28, 28)) == 160 and shapes.count((2, 1, 28, 28)) == 40
+    assert bank._images.shape == (10, 3, 1, 28, 28)
