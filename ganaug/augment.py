@@ -130,11 +130,14 @@ def augment_one(bank: SampleBank, image: np.ndarray, label: int, mode: str, mix_
         synthetic = synthetic.transpose(1, 2, 0)
     if mode == "replace":
         return np.ascontiguousarray(synthetic) if image.dtype == np.uint8 else synthetic * np.float32(1 / 255)
-    weight = rng.uniform(*mix_ratio) if isinstance(rng, np.random.Generator) else \
-        float(_random_uniform(1, *mix_ratio, rng)[0])
+    low, high = mix_ratio
+    weight = rng.uniform(low, high) if isinstance(rng, np.random.Generator) else \
+        low + (high - low) * torch.rand(1, generator=rng).item()
     if image.dtype == np.uint8:
-        return np.rint(image * (1 - weight) + synthetic * weight).astype(np.uint8)
-    return (image * np.float32(1 - weight) + synthetic * np.float32(weight / 255)).astype(np.float32)
+        mixed = image * np.float32(1 - weight)  # float32 throughout: half the memory traffic of float64
+        mixed += synthetic * np.float32(weight)
+        return np.rint(mixed, out=mixed).astype(np.uint8)
+    return image * np.float32(1 - weight) + synthetic * np.float32(weight / 255)
 
 
 def _random_uniform(num: int, low: float, high: float, rng: np.random.Generator | torch.Generator | None,

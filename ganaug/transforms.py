@@ -111,9 +111,10 @@ class GANAugment(v2.Transform):
 
     def forward(self, *inputs: Any) -> Any:
         sample = inputs if len(inputs) > 1 else inputs[0]
-        if not _holds_batch(sample) and torch.rand(1).item() >= self.p:
+        batch = _holds_batch(sample)
+        if not batch and torch.rand(1).item() >= self.p:
             return sample  # decided before any parsing: the skipped half of the samples costs almost nothing
-        if (isinstance(sample, tuple) and len(sample) == 2 and self.labels_getter == "default"
+        if (not batch and isinstance(sample, tuple) and len(sample) == 2 and self.labels_getter == "default"
                 and _is_image(sample[0]) and isinstance(sample[1], (int, torch.Tensor))):
             return self._transform_single(sample[0], self._labels(sample[1], 1)), sample[1]  # (image, label)
         flat, spec = tree_flatten(sample)
