@@ -153,6 +153,20 @@ def flops_per_image(forward, batch: int = 8) -> float:
     return counter.get_total_flops() / batch
 
 
+def mode_grid(model: Path, test: ganaug.ImageDataset, path: Path) -> None:
+    """Eight test images (top row) and what each mode makes of them (rows: replace, mix, variant)."""
+    from ganaug._io import save_image_grid
+
+    picks = torch.arange(0, len(test), len(test) // 8)[:8]
+    rows = [test.images[picks]]
+    for mode in ("replace", "mix", "variant"):
+        compose = A.Compose([gan_albumentations.GANAugment(model, mode=mode, p=1.0, bank_seed=0)], seed=0)
+        rows.append(torch.stack([torch.from_numpy(compose(image=test.images[i, 0].numpy(),
+                                                          class_label=int(test.labels[i]))["image"])[None]
+                                 for i in picks.tolist()]))
+    save_image_grid(torch.cat(rows), path, nrow=8, scale=3)
+
+
 def get_model(args: argparse.Namespace, train: ganaug.ImageDataset) -> Path:
     if args.model is not None:
         return args.model
@@ -274,7 +288,9 @@ def main() -> None:
         "generation": generation,
         "machine": {"cpus": torch.get_num_threads(), "platform": platform.platform(), "torch": torch.__version__},
     }, indent=2))
-    print(f"\nwrote {RESULTS}")
+    grid = ROOT / "docs" / "images" / "pipeline_modes.png"
+    mode_grid(model, ganaug.load_fashion_mnist("test"), grid)
+    print(f"\nwrote {RESULTS} and {grid}")
 
 
 if __name__ == "__main__":
