@@ -27,7 +27,7 @@ from pydantic import Field, field_validator
 from torch.utils.data import get_worker_info
 
 from ganaug.augment import MIN_IMAGE_SIZE, augment_images, augment_one, check_mix_ratio
-from ganaug.sample_bank import SampleBank
+from ganaug.sample_bank import SampleBank, check_labels
 
 __all__ = ["GANAugment", "worker_init_fn"]
 
@@ -155,9 +155,7 @@ class GANAugment(A.ImageOnlyTransform):
             if array.dtype == bool or not np.issubdtype(array.dtype, np.integer) or array.size not in (1, num):
                 raise TypeError(f"class_label should be an int (or one int per image), got {class_label!r}")
             labels = np.broadcast_to(array.reshape(-1), (num,)).tolist()
-        num_classes = self.bank.num_classes
-        if min(labels) < 0 or max(labels) >= num_classes:
-            raise ValueError(f"class_label should lie in [0, {num_classes}) for this model, got {class_label!r}")
+        check_labels(labels, self.bank.num_classes, "class_label")
         return labels
 
 

@@ -28,8 +28,15 @@ from torch.utils.data import get_worker_info
 from ganaug.gan import GANAug
 from ganaug.lazy_model import LazyGAN
 
-__all__ = ["SampleBank", "random_integers"]
+__all__ = ["SampleBank", "check_labels", "random_integers"]
 _SEED_SPACE = 2**62
+
+
+def check_labels(labels: list[int], num_classes: int, name: str = "labels") -> None:
+    """Raise a ValueError naming ``name`` unless every label lies in ``[0, num_classes)``."""
+    if labels and (min(labels) < 0 or max(labels) >= num_classes):
+        raise ValueError(f"{name} should lie in [0, {num_classes}) for this model, got values in "
+                         f"[{min(labels)}, {max(labels)}]")
 
 
 def random_integers(high: int, size: int, rng: np.random.Generator | torch.Generator | None) -> np.ndarray:
@@ -184,9 +191,7 @@ class SampleBank:
         self._check_process()
         self.fill()
         labels = labels.tolist() if isinstance(labels, torch.Tensor) else [int(label) for label in labels]
-        num_classes = self._images.shape[0]
-        if labels and (min(labels) < 0 or max(labels) >= num_classes):
-            raise ValueError(f"labels should lie in [0, {num_classes}), got values in [{min(labels)}, {max(labels)}]")
+        check_labels(labels, self._images.shape[0])
         positions = random_integers(self.size_per_class, len(labels), rng).tolist()
         with self._lock:
             picked = [self._images[label, position] for label, position in zip(labels, positions, strict=True)]
@@ -200,7 +205,7 @@ class SampleBank:
         if self._images is None:
             self.fill()
         if not 0 <= label < self._images.shape[0]:
-            raise ValueError(f"labels should lie in [0, {self._images.shape[0]}), got {label}")
+            check_labels([label], self._images.shape[0])
         position = int(rng.integers(self.size_per_class)) if isinstance(rng, np.random.Generator) else \
             int(torch.randint(self.size_per_class, (1,), generator=rng))
         with self._lock:

@@ -30,7 +30,7 @@ from torchvision.transforms import v2
 
 from ganaug.augment import MIN_IMAGE_SIZE, augment_images, augment_one, check_mix_ratio, check_mode
 from ganaug.lazy_model import DEVICES
-from ganaug.sample_bank import SampleBank
+from ganaug.sample_bank import SampleBank, check_labels
 
 __all__ = ["GANAugment", "find_label"]
 
@@ -191,10 +191,7 @@ class GANAugment(v2.Transform):
             labels = labels * num
         if len(labels) != num:
             raise ValueError(f"label should hold one class per image ({num}), got {len(labels)}")
-        num_classes = self.bank.num_classes
-        if min(labels) < 0 or max(labels) >= num_classes:
-            raise ValueError(f"label should lie in [0, {num_classes}) for this model, got values in "
-                             f"[{min(labels)}, {max(labels)}]")
+        check_labels(labels, self.bank.num_classes, "label")
         return labels
 
     def extra_repr(self) -> str:
