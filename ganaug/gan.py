@@ -7,6 +7,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -205,6 +206,63 @@ class GANAug:
         z = torch.randn(len(labels), self.generator.z_dim, generator=generator)
         return self._generate(z, labels, features.cpu(), batch_size)
 
+    def complete(self, images: torch.Tensor | np.ndarray, masks: torch.Tensor | np.ndarray,
+                 labels: int | Sequence[int] | torch.Tensor | None = None, steps: int = 30, seed: int | None = None,
+                 feather: int = 2, optimize_condition: bool = True, lr: float = 0.05, feature_weight: float = 0.5,
+                 batch_size: int = 64) -> torch.Tensor | np.ndarray:
+        """Fill the masked region of images with generated content conditioned on the visible part.
+
+        The visible part's features become the generator's instance condition; ``steps`` Adam
+        steps on the noise (and the condition) then fit the visible pixels and their features;
+        the result fills the hole through a mask feathered over ``feather`` pixels. See
+        :mod:`ganaug.completion`.
+
+        Args:
+            images: torch uint8 in [0, 255] or float in [0, 1], (N, C, H, W) or (C, H, W); or
+                numpy uint8/float32 (H, W), (H, W, C) or (N, H, W, C). C in {1, 3}.
+            masks: bool or uint8 (nonzero = missing), (H, W) for all images or (N, H, W).
+            labels: the images' classes; default: inferred from the visible part's features.
+            steps: latent optimization steps (0: feature conditioning only).
+            seed: makes the result reproducible.
+            feather: width in pixels of the blend band outside the hole; pixels further from
+                the hole are returned unchanged.
+            optimize_condition: optimize the condition vector too, not only the noise.
+            lr: Adam learning rate.
+            feature_weight: weight of the feature-matching loss against the pixel L1 loss.
+            batch_size: images per optimization batch.
+
+        Returns:
+            The completed images, with the input's type, dtype and layout. An image whose mask
+            is empty comes back unchanged; a fully masked image becomes a plain class sample
+            (which needs its label).
+        """
+        from ganaug.completion import complete_images, match_channels
+
+        if not self.instance_conditional or self.extractor is None:
+            raise ValueError("complete needs an instance-conditional model with its feature network")
+        for name, value, low in (("steps", steps, 0), ("feather", feather, 0), ("batch_size", batch_size, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} should be an int >= {low}, got {value!r}")
+        batch, restore = _image_batch(images)
+        missing = _mask_batch(masks, batch.shape)
+        given = None if labels is None else self._labels(len(batch), labels)
+        out = batch.clone()
+        empty = ~missing.flatten(1).any(dim=1)
+        full = missing.flatten(1).all(dim=1)
+        if full.any():
+            if given is None:
+                raise ValueError(f"images {torch.nonzero(full).flatten().tolist()} are fully masked: give labels "
+                                 "to sample them, since there is nothing visible to infer the class from")
+            samples = self.sample(int(full.sum()), given[full], seed=seed).float().cpu() / 255
+            samples = F.interpolate(samples, size=batch.shape[-2:], mode="bilinear", align_corners=False)
+            out[full] = match_channels(samples, batch.shape[1]).clamp(0, 1)
+        partial = ~(empty | full)
+        if partial.any():
+            out[partial] = complete_images(self, batch[partial], missing[partial].float()[:, None],
+                                           None if given is None else given[partial], steps, seed, feather,
+                                           optimize_condition, lr, feature_weight, batch_size)
+        return restore(out)
+
     @torch.no_grad()
     def embed(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
         """Instance features of images (the backbone's pooled features): float (N, instance_dim) on the CPU."""
@@ -274,6 +332,61 @@ def _model_info(run_info: dict, step: int, tensors: dict[str, torch.Tensor]) -> 
         "data": run_info["data"],
         "versions": run_info["versions"],
     }
+
+
+def _image_batch(images: torch.Tensor | np.ndarray):
+    """Images as float (N, C, H, W) in [0, 1], and a function that returns a result to the input's form."""
+    if isinstance(images, np.ndarray):
+        if images.dtype not in (np.uint8, np.float32):
+            raise TypeError(f"images should be uint8 or float32 (in [0, 1]), got dtype {images.dtype}")
+        shape = images.shape
+        if images.ndim == 2:
+            nhwc = images[None, :, :, None]
+        elif images.ndim == 3 and shape[2] in (1, 3):
+            nhwc = images[None]
+        elif images.ndim == 4 and shape[3] in (1, 3):
+            nhwc = images
+        else:
+            raise ValueError(f"numpy images should be (H, W), (H, W, C) or (N, H, W, C) with C in (1, 3), got {shape}")
+        batch = torch.from_numpy(np.ascontiguousarray(nhwc)).permute(0, 3, 1, 2).float()
+        uint8 = images.dtype == np.uint8
+
+        def restore(out: torch.Tensor) -> np.ndarray:
+            array = out.permute(0, 2, 3, 1)
+            array = (array * 255).round().clamp(0, 255).to(torch.uint8) if uint8 else array.float()
+            return array.numpy().reshape(shape)
+
+        return (batch / 255 if uint8 else batch), restore
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"images should be a torch.Tensor or a numpy array, got {type(images).__name__}")
+    if images.dtype != torch.uint8 and not images.is_floating_point():
+        raise TypeError(f"images should be uint8 or float (in [0, 1]), got dtype {images.dtype}")
+    batch = as_image_batch(images)
+    shape, dtype, device = images.shape, images.dtype, images.device
+
+    def restore(out: torch.Tensor) -> torch.Tensor:
+        out = (out * 255).round().clamp(0, 255).to(torch.uint8) if dtype == torch.uint8 else out.to(dtype)
+        return out.reshape(shape).to(device)
+
+    batch = batch.cpu()
+    return (batch.float() / 255 if dtype == torch.uint8 else batch.float()), restore
+
+
+def _mask_batch(masks: torch.Tensor | np.ndarray, image_shape: torch.Size) -> torch.Tensor:
+    """Masks as bool (N, H, W), checked against the images' (N, C, H, W)."""
+    if isinstance(masks, np.ndarray):
+        masks = torch.from_numpy(masks)
+    if not isinstance(masks, torch.Tensor):
+        raise TypeError(f"masks should be a torch.Tensor or a numpy array, got {type(masks).__name__}")
+    if masks.dtype not in (torch.bool, torch.uint8):
+        raise TypeError(f"masks should be bool or uint8 (nonzero = missing), got dtype {masks.dtype}")
+    num, _, height, width = image_shape
+    if masks.ndim == 2:
+        masks = masks.expand(num, -1, -1)
+    if tuple(masks.shape) != (num, height, width):
+        raise ValueError(f"masks should be (H, W) or (N, H, W) = {(num, height, width)} to match the images, got "
+                         f"{tuple(masks.shape)}")
+    return masks.cpu() != 0
 
 
 def _generator(seed: int | None) -> torch.Generator:

@@ -1,0 +1,125 @@
+"""Feature-conditioned image completion: fill a masked region with generated content that fits the rest.
+
+1. The visible part is embedded by the model's feature network (the hole filled with the mean
+   visible colour), and that vector becomes the generator's instance condition.
+2. A short GAN inversion: Adam on the noise z, and optionally on the condition vector, so that
+   the generator's output matches the visible pixels (L1) and their features (cosine), with a
+   Gaussian prior on z that keeps it on the generator's manifold.
+3. The generated image fills the hole through a feathered mask: weight 1 inside the hole,
+   falling to 0 within ``feather`` pixels outside it, so visible pixels further away are
+   returned unchanged.
+
+Everything runs at the generator's resolution and is resized back; images may have any size.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from ganaug.gan import GANAug
+
+__all__ = ["complete_images", "feather_mask", "match_channels"]
+
+
+def feather_mask(masks: torch.Tensor, feather: int) -> torch.Tensor:
+    """Blend weights for a hole: 1 inside, falling linearly to 0 within ``feather`` pixels outside.
+
+    Args:
+        masks: float (N, 1, H, W), 1 = missing.
+        feather: width of the band outside the hole, in pixels; 0 gives a hard edge.
+
+    Returns:
+        float (N, 1, H, W) in [0, 1]; 0 wherever the distance to the hole exceeds ``feather``.
+    """
+    weights = masks.clone()
+    grown = masks
+    for step in range(1, feather + 1):  # Chebyshev distance rings around the hole
+        grown = F.max_pool2d(grown, 3, stride=1, padding=1)
+        weights = torch.maximum(weights, grown * (1 - step / (feather + 1)))
+    return weights
+
+
+def complete_images(gan: GANAug, images: torch.Tensor, masks: torch.Tensor, labels: torch.Tensor | None,
+                    steps: int, seed: int | None, feather: int, optimize_condition: bool, lr: float,
+                    feature_weight: float, batch_size: int) -> torch.Tensor:
+    """The work behind :meth:`GANAug.complete`, on checked tensors.
+
+    Args:
+        gan: the model (instance-conditional).
+        images: float (N, C, H, W) in [0, 1].
+        masks: float (N, 1, H, W), 1 = missing; every image has some missing and some visible pixels.
+        labels: int64 (N,) or None (inferred from the visible part's features).
+        steps, seed, feather, optimize_condition, lr, feature_weight, batch_size: see GANAug.complete.
+
+    Returns:
+        float (N, C, H, W) in [0, 1].
+    """
+    generator = torch.Generator().manual_seed(seed) if seed is not None else torch.Generator()
+    if seed is None:
+        generator.seed()
+    out = []
+    with torch.enable_grad():
+        for start in range(0, len(images), batch_size):
+            part = slice(start, start + batch_size)
+            noise = torch.randn(len(images[part]), gan.generator.z_dim, generator=generator)
+            out.append(_complete_batch(gan, images[part], masks[part], None if labels is None else labels[part],
+                                       noise, steps, feather, optimize_condition, lr, feature_weight))
+    return torch.cat(out)
+
+
+def _complete_batch(gan: GANAug, images: torch.Tensor, masks: torch.Tensor, labels: torch.Tensor | None,
+                    noise: torch.Tensor, steps: int, feather: int, optimize_condition: bool, lr: float,
+                    feature_weight: float) -> torch.Tensor:
+    device = gan.device
+    size = (gan.resolution, gan.resolution)
+    target = match_channels(F.interpolate(images, size=size, mode="bilinear", align_corners=False,
+                                              antialias=True), gan.channels).to(device)
+    hole = F.interpolate(masks, size=size, mode="area").to(device)  # fraction missing per model pixel
+    visible = (1 - hole).clamp(0, 1)
+    with torch.no_grad():
+        condition = gan.extractor.embed(_fill_hole(target, visible)).float()
+        labels = gan.infer_labels(condition.cpu()) if labels is None else labels
+    labels = labels.to(device)
+    z = noise.to(device).requires_grad_(True)
+    condition = condition.clone().requires_grad_(optimize_condition)
+    parameters = [z, condition] if optimize_condition else [z]
+    optimizer = torch.optim.Adam(parameters, lr=lr)
+    reference = F.normalize(condition.detach(), dim=1)
+    weight_sum = visible.sum(dim=(1, 2, 3)).clamp_min(1e-6)
+    for _ in range(steps):
+        generated = (gan.generator(z, labels, condition) + 1) / 2
+        pixel_loss = ((generated - target).abs() * visible).sum(dim=(1, 2, 3)) / weight_sum
+        features = F.normalize(gan.extractor.embed(_fill_hole(generated, visible)).float(), dim=1)
+        feature_loss = 1 - (features * reference).sum(dim=1)
+        prior = z.square().mean(dim=1)
+        loss = (pixel_loss + feature_weight * feature_loss + 0.01 * prior).sum()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        generated = ((gan.generator(z, labels, condition) + 1) / 2).clamp(0, 1)
+    generated = F.interpolate(generated.float().cpu(), size=images.shape[-2:], mode="bilinear", align_corners=False)
+    generated = match_channels(generated, images.shape[1]).clamp(0, 1)
+    weights = feather_mask(masks, feather)
+    return images * (1 - weights) + generated * weights
+
+
+def _fill_hole(images: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
+    """Images with their hole filled by the mean visible colour: what the feature network sees."""
+    mean = (images * visible).sum(dim=(2, 3), keepdim=True) / visible.sum(dim=(2, 3), keepdim=True).clamp_min(1e-6)
+    return images * visible + mean * (1 - visible)
+
+
+def match_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
+    """Float (N, C, H, W) to ``channels`` channels: gray repeated, or BT.601 luma."""
+    if images.shape[1] == channels:
+        return images
+    if channels == 3:
+        return images.expand(-1, 3, -1, -1)
+    luma = torch.tensor([0.299, 0.587, 0.114], dtype=images.dtype, device=images.device)
+    return (images * luma[None, :, None, None]).sum(dim=1, keepdim=True)
+

@@ -1,0 +1,96 @@
+"""GANAug.complete: layouts and dtypes, untouched visible pixels, determinism, and the edge-case masks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ganaug import GANAug
+from ganaug.completion import feather_mask
+
+
+@pytest.fixture(scope="module")
+def gan(tiny_run):
+    return GANAug.from_pretrained(tiny_run, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def images(embedded_test):
+    return embedded_test.images[:3]
+
+
+def _centre_hole(size: int = 28, start: int = 9, end: int = 19) -> torch.Tensor:
+    mask = torch.zeros(size, size, dtype=torch.bool)
+    mask[start:end, start:end] = True
+    return mask
+
+
+def test_feather_mask_band():
+    mask = torch.zeros(1, 1, 12, 12)
+    mask[..., 5:7, 5:7] = 1
+    weights = feather_mask(mask, 2)
+    assert torch.equal(weights[..., 5:7, 5:7], torch.ones(1, 1, 2, 2))
+    assert weights[0, 0, 5, 4] == pytest.approx(2 / 3) and weights[0, 0, 5, 3] == pytest.approx(1 / 3)
+    assert weights[0, 0, 5, 2] == 0 and weights[0, 0, 0, 0] == 0
+    assert torch.equal(feather_mask(mask, 0), mask)
+
+
+def test_shape_dtype_and_untouched_pixels_for_every_layout(gan, images):
+    mask = _centre_hole()
+    band = feather_mask(mask.float()[None, None], 2)[0, 0] > 0  # where pixels may change
+    as_float = images.float() / 255
+    cases = [
+        images,                                                    # torch uint8 (N, 1, H, W)
+        as_float[0],                                               # torch float (1, H, W)
+        images[0, 0].numpy(),                                      # numpy uint8 (H, W)
+        as_float[:2].permute(0, 2, 3, 1).expand(-1, -1, -1, 3).numpy().copy(),   # numpy float32 RGB (N, H, W, 3)
+    ]
+    for case in cases:
+        out = gan.complete(case, mask, steps=2, seed=0)
+        assert type(out) is type(case) and out.shape == case.shape and out.dtype == case.dtype
+        before, after = (torch.as_tensor(np.asarray(x)) for x in (case, out))
+        if isinstance(case, np.ndarray) and case.ndim == 4:  # (N, H, W, C): put H, W last
+            before, after = before.movedim(-1, 0), after.movedim(-1, 0)
+        assert torch.equal(after[..., ~band], before[..., ~band])
+        assert not torch.equal(after[..., band], before[..., band])
+
+
+def test_deterministic_for_a_seed(gan, images):
+    mask = _centre_hole()
+    first = gan.complete(images, mask, steps=3, seed=4)
+    assert torch.equal(first, gan.complete(images, mask, steps=3, seed=4))
+    assert not torch.equal(first, gan.complete(images, mask, steps=3, seed=5))
+    labelled = gan.complete(images, mask, labels=[1, 2, 3], steps=3, seed=4)
+    assert labelled.shape == images.shape
+
+
+def test_per_image_masks_and_edge_cases(gan, images):
+    masks = torch.zeros(3, 28, 28, dtype=torch.uint8)
+    masks[1, :10] = 1                      # partly masked
+    masks[2] = 1                           # fully masked
+    with pytest.raises(ValueError, match=r"images \[2\] are fully masked: give labels"):
+        gan.complete(images, masks, steps=1, seed=0)
+    out = gan.complete(images, masks, labels=[0, 4, 7], steps=1, seed=0)
+    assert torch.equal(out[0], images[0])  # empty mask: unchanged
+    assert torch.equal(out[1, :, 12:], images[1, :, 12:]) and not torch.equal(out[1, :, :10], images[1, :, :10])
+    assert not torch.equal(out[2], images[2])  # a class sample
+    empty = torch.zeros(28, 28, dtype=torch.bool)
+    assert torch.equal(gan.complete(images, empty), images)
+
+
+def test_bad_arguments(gan, images):
+    with pytest.raises(ValueError, match=r"masks should be \(H, W\) or \(N, H, W\)"):
+        gan.complete(images, torch.zeros(27, 28, dtype=torch.bool))
+    with pytest.raises(ValueError, match="masks should be"):
+        gan.complete(images, torch.zeros(2, 28, 28, dtype=torch.bool))
+    with pytest.raises(TypeError, match="masks should be bool or uint8"):
+        gan.complete(images, torch.zeros(28, 28))
+    with pytest.raises(TypeError, match="images should be uint8 or float"):
+        gan.complete(images.int(), _centre_hole())
+    with pytest.raises(ValueError, match=r"with C in \(1, 3\)"):
+        gan.complete(np.zeros((28, 28, 4), np.uint8), _centre_hole())
+    with pytest.raises(ValueError, match="steps should be an int >= 0"):
+        gan.complete(images, _centre_hole(), steps=-1)
+    with pytest.raises(ValueError, match=r"labels should lie in \[0, 10\)"):
+        gan.complete(images, _centre_hole(), labels=[0, 1, 10])
