@@ -348,7 +348,7 @@ def _image_batch(images: torch.Tensor | np.ndarray):
             nhwc = images
         else:
             raise ValueError(f"numpy images should be (H, W), (H, W, C) or (N, H, W, C) with C in (1, 3), got {shape}")
-        batch = torch.from_numpy(np.ascontiguousarray(nhwc)).permute(0, 3, 1, 2).float()
+        batch = torch.from_numpy(np.array(nhwc, dtype=np.float32)).permute(0, 3, 1, 2)  # a copy (may be read-only)
         uint8 = images.dtype == np.uint8
 
         def restore(out: torch.Tensor) -> np.ndarray:
@@ -375,7 +375,7 @@ def _image_batch(images: torch.Tensor | np.ndarray):
 def _mask_batch(masks: torch.Tensor | np.ndarray, image_shape: torch.Size) -> torch.Tensor:
     """Masks as bool (N, H, W), checked against the images' (N, C, H, W)."""
     if isinstance(masks, np.ndarray):
-        masks = torch.from_numpy(masks)
+        masks = torch.from_numpy(np.array(masks))  # a copy: the caller's array may be read-only
     if not isinstance(masks, torch.Tensor):
         raise TypeError(f"masks should be a torch.Tensor or a numpy array, got {type(masks).__name__}")
     if masks.dtype not in (torch.bool, torch.uint8):

@@ -94,3 +94,33 @@ def test_bad_arguments(gan, images):
         gan.complete(images, _centre_hole(), steps=-1)
     with pytest.raises(ValueError, match=r"labels should lie in \[0, 10\)"):
         gan.complete(images, _centre_hole(), labels=[0, 1, 10])
+
+
+def test_complete_cli(tiny_run, embedded_test, tmp_path, capsys):
+    import PIL.Image
+
+    from ganaug.cli import main
+
+    original = embedded_test.images[0, 0].numpy()
+    PIL.Image.fromarray(original).save(tmp_path / "in.png")
+    assert main(["complete", str(tiny_run), "--image", str(tmp_path / "in.png"), "--box", "5,6,10,8",
+                 "--out", str(tmp_path / "out.png"), "--steps", "2"]) == 0
+    out = np.asarray(PIL.Image.open(tmp_path / "out.png"))
+    assert out.shape == (28, 28) and "filled 80 pixels" in capsys.readouterr().out
+    assert np.array_equal(out[:3], original[:3]) and not np.array_equal(out[6:14, 5:15], original[6:14, 5:15])
+    mask = np.zeros((28, 28), np.uint8)
+    mask[20:, :] = 255
+    PIL.Image.fromarray(mask).save(tmp_path / "mask.png")
+    rgb = np.stack([original] * 3, axis=-1)
+    PIL.Image.fromarray(rgb).save(tmp_path / "rgb.png")
+    assert main(["complete", str(tiny_run), "--image", str(tmp_path / "rgb.png"), "--mask", str(tmp_path / "mask.png"),
+                 "--out", str(tmp_path / "out_rgb.png"), "--steps", "1", "--class", "Bag"]) == 0
+    out = np.asarray(PIL.Image.open(tmp_path / "out_rgb.png"))
+    assert out.shape == (28, 28, 3) and np.array_equal(out[:17], rgb[:17])
+    assert main(["complete", str(tiny_run), "--image", str(tmp_path / "in.png"), "--box", "20,20,10,10",
+                 "--out", str(tmp_path / "x.png")]) == 2
+    assert "should lie inside the 28x28 image" in capsys.readouterr().err
+    PIL.Image.fromarray(np.zeros((10, 10), np.uint8)).save(tmp_path / "small_mask.png")
+    assert main(["complete", str(tiny_run), "--image", str(tmp_path / "in.png"), "--mask",
+                 str(tmp_path / "small_mask.png"), "--out", str(tmp_path / "x.png")]) == 2
+    assert "--mask should be 28x28" in capsys.readouterr().err
