@@ -3,7 +3,8 @@
 Test images get a hole covering 25% of the area (a 14x14 square): in the centre, or at a random
 place per image. Each method fills it:
 
-- ganaug: ``GANAug.complete`` with ``--steps`` latent optimization steps (and with 0 steps);
+- ganaug: ``GANAug.complete`` with 0 and ``--steps`` latent optimization steps; with the
+  default fit of the 3 most voted classes (best fit kept), and with the top-voted class only;
 - OpenCV ``cv2.inpaint`` with Telea's method and with Navier-Stokes (radius 3);
 - mean fill: the hole takes the mean visible value of its image.
 
@@ -12,7 +13,7 @@ needed: masked-region L1 (on [0, 1]) and PSNR; the Fréchet distance of the comp
 the real test images in that CNN's feature space; and the CNN's accuracy on the completed
 images. Targets (issue #5): FD <= 0.5x cv2.inpaint's, and a higher accuracy.
 
-    python benchmarks/completion.py                       # 1000 test images, about 5 minutes
+    python benchmarks/completion.py                       # 1000 test images, about 12 minutes
     python benchmarks/completion.py --num 200 --steps 10  # quick look
 
 Prints a table and writes benchmarks/results/completion.json and docs/images/completion_*.png.
@@ -109,7 +110,10 @@ def main() -> None:
             "cv2.inpaint Telea": lambda m=masks: opencv_fill(images, m, cv2.INPAINT_TELEA),
             "cv2.inpaint Navier-Stokes": lambda m=masks: opencv_fill(images, m, cv2.INPAINT_NS),
             "ganaug, 0 steps": lambda m=masks: gan.complete(images, m, steps=0, seed=args.seed),
-            f"ganaug, {args.steps} steps": lambda m=masks: gan.complete(images, m, steps=args.steps, seed=args.seed),
+            f"ganaug, {args.steps} steps, top class only": lambda m=masks: gan.complete(
+                images, m, steps=args.steps, seed=args.seed, label_candidates=1),
+            f"ganaug, {args.steps} steps, best of 3 classes": lambda m=masks: gan.complete(
+                images, m, steps=args.steps, seed=args.seed),
         }
         grid = [images[:8], torch.where(masks[:8, None], torch.zeros_like(images[:8]), images[:8])]
         for name, method in methods.items():

@@ -4,7 +4,8 @@
    visible colour), and that vector becomes the generator's instance condition.
 2. A short GAN inversion: Adam on the noise z, and optionally on the condition vector, so that
    the generator's output matches the visible pixels (L1) and their features (cosine), with a
-   Gaussian prior on z that keeps it on the generator's manifold.
+   Gaussian prior on z that keeps it on the generator's manifold. Without labels, it is run
+   for the few classes the visible part's neighbours vote for most, and the best fit wins.
 3. The generated image fills the hole through a feathered mask: weight 1 inside the hole,
    falling to 0 within ``feather`` pixels outside it, so visible pixels further away are
    returned unchanged.
@@ -45,7 +46,7 @@ def feather_mask(masks: torch.Tensor, feather: int) -> torch.Tensor:
 
 def complete_images(gan: GANAug, images: torch.Tensor, masks: torch.Tensor, labels: torch.Tensor | None,
                     steps: int, seed: int | None, feather: int, optimize_condition: bool, lr: float,
-                    feature_weight: float, batch_size: int) -> torch.Tensor:
+                    feature_weight: float, batch_size: int, candidates: int = 1) -> torch.Tensor:
     """The work behind :meth:`GANAug.complete`, on checked tensors.
 
     Args:
@@ -53,7 +54,8 @@ def complete_images(gan: GANAug, images: torch.Tensor, masks: torch.Tensor, labe
         images: float (N, C, H, W) in [0, 1].
         masks: float (N, 1, H, W), 1 = missing; every image has some missing and some visible pixels.
         labels: int64 (N,) or None (inferred from the visible part's features).
-        steps, seed, feather, optimize_condition, lr, feature_weight, batch_size: see GANAug.complete.
+        steps, seed, feather, optimize_condition, lr, feature_weight, batch_size, candidates: see
+            GANAug.complete (``candidates`` is its ``label_candidates``).
 
     Returns:
         float (N, C, H, W) in [0, 1].
@@ -67,13 +69,13 @@ def complete_images(gan: GANAug, images: torch.Tensor, masks: torch.Tensor, labe
             part = slice(start, start + batch_size)
             noise = torch.randn(len(images[part]), gan.generator.z_dim, generator=generator)
             out.append(_complete_batch(gan, images[part], masks[part], None if labels is None else labels[part],
-                                       noise, steps, feather, optimize_condition, lr, feature_weight))
+                                       noise, steps, feather, optimize_condition, lr, feature_weight, candidates))
     return torch.cat(out)
 
 
 def _complete_batch(gan: GANAug, images: torch.Tensor, masks: torch.Tensor, labels: torch.Tensor | None,
                     noise: torch.Tensor, steps: int, feather: int, optimize_condition: bool, lr: float,
-                    feature_weight: float) -> torch.Tensor:
+                    feature_weight: float, candidates: int) -> torch.Tensor:
     device = gan.device
     size = (gan.resolution, gan.resolution)
     target = match_channels(F.interpolate(images, size=size, mode="bilinear", align_corners=False,
@@ -82,8 +84,15 @@ def _complete_batch(gan: GANAug, images: torch.Tensor, masks: torch.Tensor, labe
     visible = (1 - hole).clamp(0, 1)
     with torch.no_grad():
         condition = gan.extractor.embed(_fill_hole(target, visible)).float()
-        labels = gan.infer_labels(condition.cpu()) if labels is None else labels
-    labels = labels.to(device)
+        if labels is None:  # the most voted classes, each fitted below; the best fit wins
+            votes = gan.class_votes(condition.cpu(), k=10).float() + torch.linspace(0, 0.1, gan.num_classes).flip(0)
+            labels = votes.topk(min(candidates, gan.num_classes), dim=1).indices  # (N, candidates)
+        else:
+            labels = labels[:, None]
+    count = labels.shape[1]
+    target, visible, condition = (t.repeat_interleave(count, dim=0) for t in (target, visible, condition))
+    noise = noise.repeat_interleave(count, dim=0)
+    labels = labels.flatten().to(device)
     z = noise.to(device).requires_grad_(True)
     condition = condition.clone().requires_grad_(optimize_condition)
     parameters = [z, condition] if optimize_condition else [z]
@@ -102,6 +111,12 @@ def _complete_batch(gan: GANAug, images: torch.Tensor, masks: torch.Tensor, labe
         optimizer.step()
     with torch.no_grad():
         generated = ((gan.generator(z, labels, condition) + 1) / 2).clamp(0, 1)
+        if count > 1:
+            pixel_loss = ((generated - target).abs() * visible).sum(dim=(1, 2, 3)) / weight_sum
+            features = F.normalize(gan.extractor.embed(_fill_hole(generated, visible)).float(), dim=1)
+            fit = (pixel_loss + feature_weight * (1 - (features * reference).sum(dim=1))).view(-1, count)
+            best = fit.argmin(dim=1) + torch.arange(len(fit), device=fit.device) * count
+            generated = generated[best]
     generated = F.interpolate(generated.float().cpu(), size=images.shape[-2:], mode="bilinear", align_corners=False)
     generated = match_channels(generated, images.shape[1]).clamp(0, 1)
     weights = feather_mask(masks, feather)

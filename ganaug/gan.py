@@ -208,8 +208,8 @@ class GANAug:
 
     def complete(self, images: torch.Tensor | np.ndarray, masks: torch.Tensor | np.ndarray,
                  labels: int | Sequence[int] | torch.Tensor | None = None, steps: int = 30, seed: int | None = None,
-                 feather: int = 2, optimize_condition: bool = True, lr: float = 0.05, feature_weight: float = 0.5,
-                 batch_size: int = 64) -> torch.Tensor | np.ndarray:
+                 feather: int = 2, optimize_condition: bool = True, lr: float = 0.05, feature_weight: float = 1.0,
+                 label_candidates: int = 3, batch_size: int = 64) -> torch.Tensor | np.ndarray:
         """Fill the masked region of images with generated content conditioned on the visible part.
 
         The visible part's features become the generator's instance condition; ``steps`` Adam
@@ -221,7 +221,8 @@ class GANAug:
             images: torch uint8 in [0, 255] or float in [0, 1], (N, C, H, W) or (C, H, W); or
                 numpy uint8/float32 (H, W), (H, W, C) or (N, H, W, C). C in {1, 3}.
             masks: bool or uint8 (nonzero = missing), (H, W) for all images or (N, H, W).
-            labels: the images' classes; default: inferred from the visible part's features.
+            labels: the images' classes; default: inferred from the visible part's features (see
+                ``label_candidates``).
             steps: latent optimization steps (0: feature conditioning only).
             seed: makes the result reproducible.
             feather: width in pixels of the blend band outside the hole; pixels further from
@@ -229,6 +230,9 @@ class GANAug:
             optimize_condition: optimize the condition vector too, not only the noise.
             lr: Adam learning rate.
             feature_weight: weight of the feature-matching loss against the pixel L1 loss.
+            label_candidates: without labels, the completion is fitted for this many classes
+                (those most voted by the visible part's nearest neighbours in the instance bank)
+                and the best fit is kept; costs that many times the work. 1: the top vote only.
             batch_size: images per optimization batch.
 
         Returns:
@@ -240,7 +244,8 @@ class GANAug:
 
         if not self.instance_conditional or self.extractor is None:
             raise ValueError("complete needs an instance-conditional model with its feature network")
-        for name, value, low in (("steps", steps, 0), ("feather", feather, 0), ("batch_size", batch_size, 1)):
+        for name, value, low in (("steps", steps, 0), ("feather", feather, 0), ("batch_size", batch_size, 1),
+                                 ("label_candidates", label_candidates, 1)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name} should be an int >= {low}, got {value!r}")
         batch, restore = _image_batch(images)
@@ -260,7 +265,7 @@ class GANAug:
         if partial.any():
             out[partial] = complete_images(self, batch[partial], missing[partial].float()[:, None],
                                            None if given is None else given[partial], steps, seed, feather,
-                                           optimize_condition, lr, feature_weight, batch_size)
+                                           optimize_condition, lr, feature_weight, batch_size, label_candidates)
         return restore(out)
 
     @torch.no_grad()
@@ -274,10 +279,13 @@ class GANAug:
 
     def infer_labels(self, features: torch.Tensor, k: int = 5) -> torch.Tensor:
         """Class labels for instance features, by a k-nearest-neighbour vote in the instance bank."""
+        return self.class_votes(features, k).argmax(dim=1)
+
+    def class_votes(self, features: torch.Tensor, k: int = 5) -> torch.Tensor:
+        """int64 (N, num_classes): how many of each feature vector's k nearest bank vectors have each class."""
         bank = F.normalize(self.bank_features.float(), dim=1)
         nearest = (F.normalize(features.float(), dim=1) @ bank.T).topk(min(k, len(bank)), dim=1).indices
-        votes = F.one_hot(self.bank_labels[nearest], num_classes=self.num_classes).sum(dim=1)
-        return votes.argmax(dim=1)
+        return F.one_hot(self.bank_labels[nearest], num_classes=self.num_classes).sum(dim=1)
 
     def _generate(self, z: torch.Tensor, labels: torch.Tensor, instance: torch.Tensor | None,
                   batch_size: int) -> torch.Tensor:
