@@ -23,13 +23,15 @@ import numpy as np
 import torch
 from albumentations.core.composition import BaseCompose
 from albumentations.core.transforms_interface import BaseTransformInitSchema
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from torch.utils.data import get_worker_info
 
 from ganaug.augment import MIN_IMAGE_SIZE, augment_images, augment_one, check_mix_ratio
+from ganaug.completion import check_hole_ranges, random_box_masks
+from ganaug.lazy_model import LazyGAN
 from ganaug.sample_bank import SampleBank, check_labels
 
-__all__ = ["GANAugment", "worker_init_fn"]
+__all__ = ["GANAugment", "GANCutoutFill", "worker_init_fn"]
 
 
 class GANAugment(A.ImageOnlyTransform):
@@ -157,6 +159,88 @@ class GANAugment(A.ImageOnlyTransform):
             labels = np.broadcast_to(array.reshape(-1), (num,)).tolist()
         check_labels(labels, self.bank.num_classes, "class_label")
         return labels
+
+
+class GANCutoutFill(A.ImageOnlyTransform):
+    """Cut random rectangles out of the image, like CoarseDropout, and fill them with generated content.
+
+    The fill comes from :meth:`ganaug.GANAug.complete`: generated from the features of the visible
+    part, so it is consistent with the rest of the image, and blended over ``feather`` pixels.
+
+    Args:
+        checkpoint: a ganaug run directory or exported model; loaded lazily in each process.
+        num_holes_range: (low, high) number of rectangles per image.
+        hole_height_range, hole_width_range: (low, high) hole side as a fraction of the image's.
+        steps: latent optimization steps of the completion (0, the default, is fast: one
+            feature-network and one generator pass per image).
+        feather: blend band outside the holes, in pixels.
+        device: "cpu", "cuda" or "auto" (GPU in the main process, CPU in DataLoader workers).
+        p: probability of applying the transform.
+
+    Targets: image (as :class:`GANAugment`). Data key ``class_label`` (optional): the class to
+    generate; without it the class is inferred from the visible part.
+    """
+
+    class InitSchema(BaseTransformInitSchema):
+        checkpoint: str
+        num_holes_range: tuple[int, int]
+        hole_height_range: tuple[float, float]
+        hole_width_range: tuple[float, float]
+        steps: int = Field(ge=0)
+        feather: int = Field(ge=0)
+        device: Literal["cpu", "cuda", "auto"]
+
+        _checkpoint_exists = field_validator("checkpoint", mode="before")(
+            GANAugment.InitSchema._checkpoint_exists.__func__)
+
+        @model_validator(mode="after")
+        def _hole_ranges(self) -> GANCutoutFill.InitSchema:
+            check_hole_ranges(self.num_holes_range, self.hole_height_range, self.hole_width_range)
+            return self
+
+    def __init__(self, checkpoint: str | os.PathLike, num_holes_range: tuple[int, int] = (1, 2),
+                 hole_height_range: tuple[float, float] = (0.2, 0.4),
+                 hole_width_range: tuple[float, float] = (0.2, 0.4), steps: int = 0, feather: int = 2,
+                 device: Literal["cpu", "cuda", "auto"] = "auto", p: float = 0.5):
+        super().__init__(p=p)
+        self.checkpoint = checkpoint
+        self.num_holes_range = num_holes_range
+        self.hole_height_range = hole_height_range
+        self.hole_width_range = hole_width_range
+        self.steps = steps
+        self.feather = feather
+        self.device = device
+        self._model: LazyGAN | None = None
+
+    @property
+    def model(self) -> LazyGAN:
+        if self._model is None:
+            self._model = LazyGAN(self.checkpoint, self.device)
+        return self._model
+
+    @property
+    def available_keys(self) -> set[str]:
+        return super().available_keys | {"class_label"}
+
+    def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+        image = data["image"] if "image" in data else data["images"][0]
+        mask = random_box_masks(1, image.shape[0], image.shape[1], self.num_holes_range, self.hole_height_range,
+                                self.hole_width_range, self.random_generator)[0]
+        return {"hole_mask": mask, "fill_seed": int(self.random_generator.integers(2**62)),
+                "class_label": data.get("class_label")}
+
+    def apply(self, img: np.ndarray, hole_mask: torch.Tensor, fill_seed: int, class_label: Any = None,
+              **params: Any) -> np.ndarray:
+        _to_batch(img, "image")
+        gan = self.model.gan
+        labels = None
+        if class_label is not None:
+            labels = [int(class_label)] if isinstance(class_label, (int, np.integer)) else None
+            if labels is None:
+                raise TypeError(f"class_label should be an int, got {class_label!r}")
+            check_labels(labels, gan.num_classes, "class_label")
+        return gan.complete(img, hole_mask, labels=labels, steps=self.steps, seed=fill_seed, feather=self.feather,
+                            label_candidates=1)
 
 
 def _to_batch(image: np.ndarray, name: str) -> np.ndarray:

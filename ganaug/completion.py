@@ -17,13 +17,52 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 if TYPE_CHECKING:
     from ganaug.gan import GANAug
 
-__all__ = ["complete_images", "feather_mask", "match_channels"]
+__all__ = ["check_hole_ranges", "complete_images", "feather_mask", "match_channels", "random_box_masks"]
+
+
+def check_hole_ranges(num_holes_range: object, hole_height_range: object, hole_width_range: object,
+                      ) -> tuple[tuple[int, int], tuple[float, float], tuple[float, float]]:
+    """Validate cutout arguments: ``1 <= holes_low <= holes_high``; side fractions ``0 < low <= high <= 1``."""
+    try:
+        holes = tuple(int(v) for v in num_holes_range)
+        heights = tuple(float(v) for v in hole_height_range)
+        widths = tuple(float(v) for v in hole_width_range)
+    except (TypeError, ValueError):
+        raise ValueError("num_holes_range, hole_height_range and hole_width_range should be pairs of numbers, got "
+                         f"{num_holes_range!r}, {hole_height_range!r}, {hole_width_range!r}") from None
+    if len(holes) != 2 or not 1 <= holes[0] <= holes[1]:
+        raise ValueError(f"num_holes_range should be (low, high) with 1 <= low <= high, got {num_holes_range!r}")
+    for name, pair in (("hole_height_range", heights), ("hole_width_range", widths)):
+        if len(pair) != 2 or not 0.0 < pair[0] <= pair[1] <= 1.0:
+            raise ValueError(f"{name} should be (low, high) fractions of the side with 0 < low <= high <= 1, "
+                             f"got {pair!r}")
+    return holes, heights, widths
+
+
+def random_box_masks(num: int, height: int, width: int, num_holes_range: tuple[int, int],
+                     hole_height_range: tuple[float, float], hole_width_range: tuple[float, float],
+                     rng: np.random.Generator) -> torch.Tensor:
+    """Random rectangular holes, as CoarseDropout draws them: bool (num, height, width), True = missing.
+
+    Each image gets a number of holes uniform in ``num_holes_range``; each hole's height and width
+    are uniform fractions of the image's in the given ranges (at least 1 pixel).
+    """
+    masks = torch.zeros(num, height, width, dtype=torch.bool)
+    for i in range(num):
+        for _ in range(int(rng.integers(num_holes_range[0], num_holes_range[1] + 1))):
+            hole_h = max(1, round(height * rng.uniform(*hole_height_range)))
+            hole_w = max(1, round(width * rng.uniform(*hole_width_range)))
+            top = int(rng.integers(0, height - hole_h + 1))
+            left = int(rng.integers(0, width - hole_w + 1))
+            masks[i, top:top + hole_h, left:left + hole_w] = True
+    return masks
 
 
 def feather_mask(masks: torch.Tensor, feather: int) -> torch.Tensor:

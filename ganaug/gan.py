@@ -58,16 +58,17 @@ class GANAug:
                                   "checkpoint.safetensors (a training run)")
         else:
             raise FileNotFoundError(f"model path {str(path)!r} does not exist")
-        generator = Generator(**info["generator"])
-        generator.load_state_dict(strip_prefix(tensors, "g_ema"))
-        extractor = None
-        extractor_state = strip_prefix(tensors, "extractor")
-        if extractor_state:
-            backbone = info["backbone"]
-            extractor = FeatureExtractor.from_state_dict(backbone["name"], extractor_state,
-                                                         out_indices=backbone["out_indices"],
-                                                         input_size=backbone["input_size"],
-                                                         weights_origin=backbone["origin"])
+        with torch.random.fork_rng(devices=[]):  # building the modules draws random initial weights: not from
+            generator = Generator(**info["generator"])  # the caller's stream, which loading must leave as it was
+            generator.load_state_dict(strip_prefix(tensors, "g_ema"))
+            extractor = None
+            extractor_state = strip_prefix(tensors, "extractor")
+            if extractor_state:
+                backbone = info["backbone"]
+                extractor = FeatureExtractor.from_state_dict(backbone["name"], extractor_state,
+                                                             out_indices=backbone["out_indices"],
+                                                             input_size=backbone["input_size"],
+                                                             weights_origin=backbone["origin"])
         return cls(generator, extractor, tensors.get("bank.features"), tensors.get("bank.labels"), info, device)
 
     def save_pretrained(self, path: str | os.PathLike) -> Path:

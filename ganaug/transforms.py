@@ -29,10 +29,11 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from ganaug.augment import MIN_IMAGE_SIZE, augment_images, augment_one, check_mix_ratio, check_mode
-from ganaug.lazy_model import DEVICES
+from ganaug.completion import check_hole_ranges, random_box_masks
+from ganaug.lazy_model import DEVICES, LazyGAN
 from ganaug.sample_bank import SampleBank, check_labels
 
-__all__ = ["GANAugment", "find_label"]
+__all__ = ["GANAugment", "GANCutoutFill", "find_label"]
 
 
 def find_label(sample: Any) -> Any:
@@ -197,6 +198,97 @@ class GANAugment(v2.Transform):
     def extra_repr(self) -> str:
         return (f"checkpoint={self.checkpoint!r}, mode={self.mode!r}, p={self.p}, mix_ratio={self.mix_ratio}, "
                 f"bank_size={self._bank_args['size_per_class']}, device={self._bank_args['device']!r}")
+
+
+class GANCutoutFill(v2.Transform):
+    """Erase random rectangles, like ``v2.RandomErasing``, and fill them with generated content.
+
+    The fill comes from :meth:`ganaug.GANAug.complete`: generated from the features of the visible
+    part (and from the sample's label when one is found, as :class:`GANAugment` finds it), so it
+    is consistent with the rest of the image. Per sample it takes PIL images, tensors and
+    ``tv_tensors.Image``; a ``(B, C, H, W)`` batch is completed in one call, on the GPU when there
+    is one (``device="auto"``). Randomness comes from torch's global RNG.
+
+    Args:
+        checkpoint: a ganaug run directory or exported model; loaded lazily in each process.
+        p: probability of applying, per sample (per image of a batch).
+        num_holes_range: (low, high) number of rectangles per image.
+        hole_height_range, hole_width_range: (low, high) hole side as a fraction of the image's.
+        steps: latent optimization steps of the completion (0: one pass, fast).
+        feather: blend band outside the holes, in pixels.
+        device: "cpu", "cuda" or "auto".
+    """
+
+    def __init__(self, checkpoint: str | os.PathLike, p: float = 0.5, num_holes_range: tuple[int, int] = (1, 2),
+                 hole_height_range: tuple[float, float] = (0.2, 0.4),
+                 hole_width_range: tuple[float, float] = (0.2, 0.4), steps: int = 0, feather: int = 2,
+                 device: str = "auto"):
+        super().__init__()
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"p should lie in [0, 1], got {p!r}")
+        for name, value in (("steps", steps), ("feather", feather)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} should be a non-negative int, got {value!r}")
+        self.model = LazyGAN(checkpoint, device)
+        self.p = p
+        self.num_holes_range, self.hole_height_range, self.hole_width_range = check_hole_ranges(
+            num_holes_range, hole_height_range, hole_width_range)
+        self.steps, self.feather = steps, feather
+
+    def forward(self, *inputs: Any) -> Any:
+        sample = inputs if len(inputs) > 1 else inputs[0]
+        batch = _holds_batch(sample)
+        if not batch and torch.rand(1).item() >= self.p:
+            return sample
+        flat, spec = tree_flatten(sample)
+        label = find_label(sample)
+        positions = [i for i, item in enumerate(flat) if _is_image(item) and item is not label]
+        if not positions:
+            raise TypeError(f"{type(self).__name__} found no image (PIL image or tensor) in its input")
+        for i in positions:
+            flat[i] = self._fill(flat[i], label, batch)
+        return tree_unflatten(flat, spec)
+
+    def _fill(self, image: Any, label: Any, batch: bool) -> Any:
+        gan = self.model.gan
+        if isinstance(image, PIL.Image.Image):
+            if image.mode not in ("L", "RGB"):
+                raise ValueError(f"image should be a PIL image in mode 'L' or 'RGB', got mode {image.mode!r}")
+            array = np.asarray(image)
+            masks = self._masks(1, *array.shape[:2])
+            filled = gan.complete(array, masks[0], labels=self._labels(label, 1, gan), **self._args())
+            return PIL.Image.fromarray(filled)
+        tensor = _check_tensor(image[0] if batch else image, "images" if batch else "image")
+        images = image.as_subclass(torch.Tensor) if batch else tensor[None]
+        masks = self._masks(len(images), *images.shape[-2:])
+        chosen = torch.rand(len(images)) < self.p if batch else torch.ones(1, dtype=torch.bool)
+        masks[~chosen] = False
+        out = gan.complete(images, masks, labels=self._labels(label, len(images), gan), **self._args())
+        out = out if batch else out[0]
+        return tv_tensors.wrap(out, like=image) if isinstance(image, tv_tensors.TVTensor) else out
+
+    def _masks(self, num: int, height: int, width: int) -> torch.Tensor:
+        rng = np.random.default_rng(int(torch.randint(2**62, (1,))))
+        return random_box_masks(num, height, width, self.num_holes_range, self.hole_height_range,
+                                self.hole_width_range, rng)
+
+    def _labels(self, label: Any, num: int, gan: Any) -> list[int] | None:
+        if label is None:
+            return None
+        labels = label.flatten().tolist() if isinstance(label, torch.Tensor) else [label]
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in labels) or len(labels) not in (1, num):
+            raise TypeError(f"label should be an int or one int per image, got {label!r}")
+        check_labels(labels, gan.num_classes, "label")
+        return labels * num if len(labels) == 1 else labels
+
+    def _args(self) -> dict:
+        return {"steps": self.steps, "feather": self.feather, "label_candidates": 1,
+                "seed": int(torch.randint(2**62, (1,)))}
+
+    def extra_repr(self) -> str:
+        return (f"checkpoint={self.model!r}, p={self.p}, num_holes_range={self.num_holes_range}, "
+                f"hole_height_range={self.hole_height_range}, hole_width_range={self.hole_width_range}, "
+                f"steps={self.steps}")
 
 
 def _holds_batch(sample: Any) -> bool:

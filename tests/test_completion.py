@@ -124,3 +124,77 @@ def test_complete_cli(tiny_run, embedded_test, tmp_path, capsys):
     assert main(["complete", str(tiny_run), "--image", str(tmp_path / "in.png"), "--mask",
                  str(tmp_path / "small_mask.png"), "--out", str(tmp_path / "x.png")]) == 2
     assert "--mask should be 28x28" in capsys.readouterr().err
+
+
+# --- GANCutoutFill in both pipelines ---------------------------------------------------------------
+
+def _changed_box(before: np.ndarray, after: np.ndarray) -> tuple[int, int]:
+    """Height and width of the bounding box of the pixels that changed (2-D arrays)."""
+    rows, cols = np.nonzero(before != after)
+    return rows.max() - rows.min() + 1, cols.max() - cols.min() + 1
+
+
+@pytest.mark.parametrize("adapter", ["albumentations", "torchvision"])
+def test_cutout_fill_changes_only_a_hole_and_its_band(tiny_run, images, adapter):
+    import albumentations as A
+    from torchvision.transforms import v2
+
+    from ganaug import albumentations as gan_albumentations
+    from ganaug import transforms as gan_transforms
+
+    args = dict(num_holes_range=(1, 1), hole_height_range=(0.25, 0.25), hole_width_range=(0.25, 0.25), feather=2)
+    image = images[0, 0].numpy()
+    if adapter == "albumentations":
+        compose = A.Compose([gan_albumentations.GANCutoutFill(tiny_run, p=1.0, **args)], seed=3)
+        outs = [compose(image=image, class_label=2)["image"], compose(image=image)["image"]]
+        compose.set_random_seed(3)
+        again = compose(image=image, class_label=2)["image"]
+        restored = A.from_dict(A.to_dict(compose))
+        assert restored.transforms[0].to_dict() == compose.transforms[0].to_dict()
+    else:
+        compose = v2.Compose([gan_transforms.GANCutoutFill(tiny_run, p=1.0, **args)])
+        torch.manual_seed(3)
+        tensor = torch.from_numpy(image)[None]
+        outs = [compose(tensor, 2)[0][0].numpy(), compose(tensor)[0].numpy()]
+        torch.manual_seed(3)
+        again = compose(tensor, 2)[0][0].numpy()
+    for out in outs:
+        assert out.shape == image.shape and out.dtype == image.dtype
+        height, width = _changed_box(image, out)
+        assert 1 <= height <= 7 + 4 and 1 <= width <= 7 + 4  # a 7x7 hole plus a 2-pixel band on each side
+    assert np.array_equal(outs[0], again)
+
+
+def test_cutout_fill_torchvision_batch_and_types(tiny_run):
+    import pickle
+
+    import PIL.Image
+    from torchvision import tv_tensors
+
+    from ganaug.transforms import GANCutoutFill
+
+    fill = GANCutoutFill(tiny_run, p=1.0, device="cpu")
+    calls = []
+    handle = fill.model.gan.generator.register_forward_hook(lambda *args: calls.append(1))
+    batch = tv_tensors.Image(torch.rand(6, 3, 32, 32))
+    out, labels = fill(batch, torch.arange(6))
+    handle.remove()
+    assert len(calls) == 1 and isinstance(out, tv_tensors.Image) and out.shape == batch.shape
+    assert not torch.isclose(out, batch).all(dim=(1, 2, 3)).any()
+    pil = fill(PIL.Image.new("RGB", (30, 20), (90, 90, 90)), 1)[0]
+    assert pil.mode == "RGB" and pil.size == (30, 20)
+    clone = pickle.loads(pickle.dumps(fill))
+    assert clone.model._gan is None
+
+
+def test_cutout_fill_arguments(tiny_run):
+    from ganaug import albumentations as gan_albumentations
+    from ganaug import transforms as gan_transforms
+
+    for kwargs, pattern in ((dict(num_holes_range=(0, 1)), "num_holes_range"),
+                            (dict(hole_height_range=(0.5, 0.2)), "hole_height_range"),
+                            (dict(hole_width_range=(0.0, 0.2)), "hole_width_range"),
+                            (dict(steps=-1), "steps")):
+        for adapter in (gan_albumentations, gan_transforms):
+            with pytest.raises(ValueError, match=pattern):
+                adapter.GANCutoutFill(tiny_run, **kwargs)

@@ -161,3 +161,11 @@ def test_draws_from_many_threads_while_refreshing(tiny_run):
         shapes = [shape for result in pool.map(draw_many, range(4)) for shape in result]
     assert shapes.count((1, 28, 28)) == 160 and shapes.count((2, 1, 28, 28)) == 40
     assert bank._images.shape == (10, 3, 1, 28, 28)
+
+
+def test_loading_a_model_leaves_the_global_rng_alone(tiny_run):
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    GANAug.from_pretrained(tiny_run, device="cpu")
+    assert torch.equal(torch.rand(3), expected)
