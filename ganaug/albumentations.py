@@ -34,6 +34,17 @@ from ganaug.sample_bank import SampleBank, check_labels
 __all__ = ["GANAugment", "GANCutoutFill", "worker_init_fn"]
 
 
+def _existing_checkpoint(value: Any) -> str:
+    """InitSchema check of ``checkpoint``: a path (str or PathLike) that exists, stored as a str."""
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str):
+        raise TypeError(f"checkpoint should be a path, got {type(value).__name__}")
+    if not Path(value).exists():
+        raise ValueError(f"checkpoint {value!r} does not exist")
+    return value
+
+
 class GANAugment(A.ImageOnlyTransform):
     """Replace, blend or vary an image with GAN samples of its class.
 
@@ -68,16 +79,7 @@ class GANAugment(A.ImageOnlyTransform):
         device: Literal["cpu", "cuda", "auto"]
         bank_seed: int | None = Field(ge=0)
 
-        @field_validator("checkpoint", mode="before")
-        @classmethod
-        def _checkpoint_exists(cls, value: Any) -> str:
-            if isinstance(value, os.PathLike):
-                value = os.fspath(value)
-            if not isinstance(value, str):
-                raise TypeError(f"checkpoint should be a path, got {type(value).__name__}")
-            if not Path(value).exists():
-                raise ValueError(f"checkpoint {value!r} does not exist")
-            return value
+        _checkpoint_exists = field_validator("checkpoint", mode="before")(_existing_checkpoint)
 
         @field_validator("mix_ratio", mode="before")
         @classmethod
@@ -190,8 +192,7 @@ class GANCutoutFill(A.ImageOnlyTransform):
         feather: int = Field(ge=0)
         device: Literal["cpu", "cuda", "auto"]
 
-        _checkpoint_exists = field_validator("checkpoint", mode="before")(
-            GANAugment.InitSchema._checkpoint_exists.__func__)
+        _checkpoint_exists = field_validator("checkpoint", mode="before")(_existing_checkpoint)
 
         @model_validator(mode="after")
         def _hole_ranges(self) -> GANCutoutFill.InitSchema:

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ganaug.completion import match_channels
 from ganaug.sample_bank import SampleBank, random_integers
 
 __all__ = ["MIN_IMAGE_SIZE", "MODES", "augment_one", "augment_images", "check_mix_ratio", "check_mode",
@@ -18,7 +19,6 @@ __all__ = ["MIN_IMAGE_SIZE", "MODES", "augment_one", "augment_images", "check_mi
 
 MODES = ("replace", "mix", "variant")
 MIN_IMAGE_SIZE = 8
-_LUMA = torch.tensor([0.299, 0.587, 0.114])  # ITU-R BT.601, as PIL's convert("L")
 
 
 def check_mode(mode: object) -> str:
@@ -51,11 +51,8 @@ def fit_images(images: torch.Tensor, channels: int, size: tuple[int, int]) -> to
     """
     out = images
     if out.shape[1] != channels:
-        if channels == 3:
-            out = out.expand(-1, 3, -1, -1)
-        else:
-            luma = (out.float() * _LUMA.to(out.device)[None, :, None, None]).sum(dim=1, keepdim=True)
-            out = luma.round().clamp(0, 255).to(torch.uint8)
+        out = (out.expand(-1, 3, -1, -1) if channels == 3 else
+               match_channels(out.float(), 1).round().clamp(0, 255).to(torch.uint8))
     if tuple(out.shape[-2:]) != tuple(size):
         antialias = size[0] < out.shape[-2] or size[1] < out.shape[-1]
         out = F.interpolate(out.float(), size=size, mode="bilinear", align_corners=False, antialias=antialias)

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ganaug.gan import _generator
+
 if TYPE_CHECKING:
     from ganaug.gan import GANAug
 
@@ -99,9 +101,7 @@ def complete_images(gan: GANAug, images: torch.Tensor, masks: torch.Tensor, labe
     Returns:
         float (N, C, H, W) in [0, 1].
     """
-    generator = torch.Generator().manual_seed(seed) if seed is not None else torch.Generator()
-    if seed is None:
-        generator.seed()
+    generator = _generator(seed)
     out = []
     with torch.enable_grad():
         for start in range(0, len(images), batch_size):
@@ -169,7 +169,7 @@ def _fill_hole(images: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
 
 
 def match_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
-    """Float (N, C, H, W) to ``channels`` channels: gray repeated, or BT.601 luma."""
+    """Float (N, C, H, W) to ``channels`` channels: gray repeated, or ITU-R BT.601 luma (as PIL's convert("L"))."""
     if images.shape[1] == channels:
         return images
     if channels == 3:

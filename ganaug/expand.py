@@ -17,7 +17,7 @@ import os
 import re
 import tarfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import PIL.Image
@@ -42,7 +42,6 @@ class ExpandResult:
     skipped: int
     items: int  # this shard's items
     seconds: float
-    files: list[str] = field(default_factory=list, repr=False)
 
 
 def checkpoint_hash(model_path: str | os.PathLike) -> str:
@@ -157,7 +156,7 @@ def expand_dataset(model: str | os.PathLike, out: str | os.PathLike, num_per_cla
                 file = name if output_format == "imagefolder" else f"{name}#{index:08d}"
                 handle.write(json.dumps({"file": file, **entry(index)}) + "\n")
     return ExpandResult(out=out, manifest=manifest, written=written, skipped=items - written, items=items,
-                        seconds=time.perf_counter() - started, files=names)
+                        seconds=time.perf_counter() - started)
 
 
 def _class_folders(classes: tuple[str, ...]) -> list[str]:

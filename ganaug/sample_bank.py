@@ -210,10 +210,7 @@ class SampleBank:
             int(torch.randint(self.size_per_class, (1,), generator=rng))
         with self._lock:
             image = self._images.numpy()[label, position].copy()
-            self._draws += 1
-            due = self.refresh_every is not None and self._draws >= self.refresh_every
-        if due:
-            self._count_draws(0)
+        self._count_draws(1)
         return image
 
     def _count_draws(self, num: int) -> None:

@@ -98,17 +98,9 @@ class GANAugment(v2.Transform):
         self.p = p
         self.mix_ratio = check_mix_ratio(mix_ratio)
         self.labels_getter = labels_getter
-        self._bank_args = dict(size_per_class=bank_size, refresh_every=refresh_every, refresh_size=refresh_size,
-                               background=background, device=device, seed=bank_seed)
-        self._bank: SampleBank | None = None
-        _ = SampleBank(checkpoint, **self._bank_args)  # validates the bank arguments now, not in a worker
-
-    @property
-    def bank(self) -> SampleBank:
-        """The sample bank (made on first use; the model loads lazily in the process that uses it)."""
-        if self._bank is None:
-            self._bank = SampleBank(self.checkpoint, **self._bank_args)
-        return self._bank
+        # Cheap to build: the model loads, and the bank fills, on first use in the process that uses it.
+        self.bank = SampleBank(checkpoint, size_per_class=bank_size, refresh_every=refresh_every,
+                               refresh_size=refresh_size, background=background, device=device, seed=bank_seed)
 
     def forward(self, *inputs: Any) -> Any:
         sample = inputs if len(inputs) > 1 else inputs[0]
@@ -197,7 +189,7 @@ class GANAugment(v2.Transform):
 
     def extra_repr(self) -> str:
         return (f"checkpoint={self.checkpoint!r}, mode={self.mode!r}, p={self.p}, mix_ratio={self.mix_ratio}, "
-                f"bank_size={self._bank_args['size_per_class']}, device={self._bank_args['device']!r}")
+                f"bank_size={self.bank.size_per_class}, device={self.bank.model.device!r}")
 
 
 class GANCutoutFill(v2.Transform):
