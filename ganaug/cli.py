@@ -21,7 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args) or 0
     except (ValueError, TypeError, FileNotFoundError, NotADirectoryError, ConnectionError, RuntimeError) as error:
-        print(f"ganaug {args.command}: error: {error}", file=sys.stderr)
+        command = " ".join(filter(None, (args.command, getattr(args, "stage", None))))
+        print(f"ganaug {command}: error: {error}", file=sys.stderr)
         return 2
 
 
@@ -135,6 +136,68 @@ def _build_parser() -> argparse.ArgumentParser:
     expand.add_argument("--truncation", type=float, default=1.0, help="noise scale in (0, 1] (default: 1)")
     expand.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     expand.set_defaults(handler=_expand)
+
+    evaluate = commands.add_parser(
+        "eval", help="score a model's samples against real images (FD, KID, PRDC, label accuracy, CAS)",
+        description="Stream NUM generated images and up to NUM real images through a feature network in batches "
+                    "(only feature vectors are kept) and report the Fréchet distance, KID, precision/recall, "
+                    "density/coverage, and the label accuracy and classification accuracy score (CAS) of linear "
+                    "probes. Prints a table; --out writes JSON.")
+    evaluate.add_argument("run", type=Path, help="run directory or exported model folder")
+    evaluate.add_argument("--data", required=True,
+                          help="real labelled images: 'fashion-mnist' or an ImageFolder folder (as for train)")
+    evaluate.add_argument("--split", default="test", choices=("train", "test"),
+                          help="which split of --data (default: test; a plain folder has only one)")
+    evaluate.add_argument("--num", type=int, default=10_000, help="generated images (default: 10000)")
+    evaluate.add_argument("--extractor", default="run",
+                          help="feature space: 'run' (the model's own network; flatters the model), a "
+                               "pretrain-extractor .safetensors file, a timm model name (hub/cached weights), or "
+                               "'inception[:FILE]' (FID's network, local weights only) (default: run)")
+    evaluate.add_argument("--batch-size", type=int, default=256, help="images per pass (default: 256)")
+    evaluate.add_argument("--no-probes", action="store_true", help="skip the label-accuracy and CAS probes")
+    evaluate.add_argument("--truncation", type=float, default=1.0, help="noise scale in (0, 1] (default: 1)")
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    evaluate.add_argument("--out", type=Path, default=None, help="JSON file to write")
+    evaluate.set_defaults(handler=_eval)
+
+    features = commands.add_parser(
+        "features", help="feature-space generation: extract timm features, train a FeatureGAN, sample features",
+        description="For heads trained on a frozen backbone: embed a labelled dataset once ('extract'), train a "
+                    "class-conditional WGAN-GP over the vectors ('train'), and write synthetic vectors per class "
+                    "('sample'). Feature files are .safetensors with 'features' (N, D) and 'labels' (N,).")
+    stages = features.add_subparsers(dest="stage", required=True, metavar="STAGE")
+    extract = stages.add_parser("extract", help="embed a labelled dataset with a frozen feature network",
+                                description="Stream a dataset through a feature network in batches and write its "
+                                            "pooled embeddings and labels to a .safetensors file.")
+    _add_data_arguments(extract)
+    extract.add_argument("--extractor", required=True,
+                         help="a pretrain-extractor .safetensors file, a timm model name (hub/cached weights), or a "
+                              "ganaug run directory (its discriminator's network)")
+    extract.add_argument("--out", type=Path, required=True, help="the .safetensors file to write")
+    extract.add_argument("--batch-size", type=int, default=256, help="images per pass (default: 256)")
+    extract.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    extract.set_defaults(handler=_features_extract)
+    fit = stages.add_parser("train", help="train a FeatureGAN on a features file",
+                            description="Train a class-conditional WGAN-GP (with f-CLSWGAN's classification loss) "
+                                        "on the vectors of a features file and save it to a folder.")
+    fit.add_argument("features", type=Path, help="features file written by 'ganaug features extract'")
+    fit.add_argument("--out", type=Path, required=True, help="folder to write the model to")
+    fit.add_argument("--steps", type=int, default=2000, help="generator updates (default: 2000)")
+    fit.add_argument("--batch-size", type=int, default=128, help="batch size (default: 128)")
+    fit.add_argument("--cls-weight", type=float, default=0.1, help="classification-loss weight (default: 0.1)")
+    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    fit.set_defaults(handler=_features_train)
+    draw = stages.add_parser("sample", help="write synthetic feature vectors",
+                             description="Write NUM_PER_CLASS synthetic vectors of every class (or of --class) to "
+                                         "a features file.")
+    draw.add_argument("model", type=Path, help="folder written by 'ganaug features train'")
+    draw.add_argument("--num-per-class", type=int, required=True, help="vectors per class")
+    draw.add_argument("--class", dest="class_label", default=None, help="only this class (index or name)")
+    draw.add_argument("--out", type=Path, required=True, help="the .safetensors file to write")
+    draw.add_argument("--seed", type=int, default=0)
+    draw.set_defaults(handler=_features_sample)
 
     demo = commands.add_parser("demo", help="train a conditional GAN on Fashion-MNIST in about 5 CPU minutes",
                                description="Pretrain the feature network, train a conditional GAN on Fashion-MNIST "
@@ -301,6 +364,93 @@ def _expand(args: argparse.Namespace) -> int:
     print(f"wrote {result.written} images, kept {result.skipped} already there ({result.items} in this part) "
           f"in {result.seconds:.1f} s; manifest {result.manifest}")
     return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from ganaug.data import load_dataset
+    from ganaug.evaluation import EvalConfig, evaluate, format_report, write_report
+    from ganaug.gan import GANAug
+
+    config = EvalConfig(num=args.num, batch_size=args.batch_size, extractor=args.extractor,
+                        probes=not args.no_probes, truncation=args.truncation, seed=args.seed)
+    gan = GANAug.from_pretrained(args.run, device=args.device)
+    real = load_dataset(args.data, split=args.split, image_size=gan.resolution, channels=gan.channels,
+                        progress=not args.quiet)
+    report = evaluate(gan, real, config, progress=not args.quiet)
+    report["model"], report["data"] = str(args.run), f"{args.data} ({args.split})"
+    print(format_report(report))
+    if args.out is not None:
+        print(f"wrote {write_report(report, args.out)}")
+    return 0
+
+
+def _features_extract(args: argparse.Namespace) -> int:
+    from ganaug.data import load_dataset
+    from ganaug.evaluation import load_eval_extractor
+    from ganaug.feature_dataset import extract_features, save_features
+
+    device = args.device or ("cuda" if _cuda_available() else "cpu")
+    if Path(args.extractor).is_dir():
+        from ganaug.gan import GANAug
+
+        extractor = GANAug.from_pretrained(args.extractor, device=device).extractor
+        if extractor is None:
+            raise ValueError(f"--extractor {args.extractor!r}: this model has no feature network")
+    elif args.extractor == "run" or args.extractor.startswith("inception"):
+        raise ValueError(f"--extractor should be a .safetensors file, a timm model name or a run directory, "
+                         f"got {args.extractor!r}")
+    else:
+        extractor = load_eval_extractor(args.extractor, device=device)
+    dataset = load_dataset(args.data, split=args.split, image_size=args.image_size, channels=args.channels,
+                           progress=not args.quiet)
+    features, labels = extract_features(dataset, extractor, batch_size=args.batch_size, progress=not args.quiet)
+    save_features(args.out, features, labels, {"extractor": args.extractor, "data": f"{args.data} ({args.split})",
+                                               "classes": json.dumps(list(dataset.classes))})
+    print(f"wrote {len(features)} vectors of {features.shape[1]} dimensions to {args.out}")
+    return 0
+
+
+def _features_train(args: argparse.Namespace) -> int:
+    from ganaug.feature_dataset import load_features
+    from ganaug.feature_gan import FeatureGAN, FeatureGANConfig
+
+    features, labels, metadata = load_features(args.features)
+    classes = json.loads(metadata["classes"]) if "classes" in metadata else None
+    num_classes = len(classes) if classes else int(labels.max()) + 1
+    config = FeatureGANConfig(steps=args.steps, batch_size=args.batch_size, cls_weight=args.cls_weight,
+                              seed=args.seed, device=args.device)
+    model = FeatureGAN(features.shape[1], num_classes, config, classes=classes).fit(features, labels,
+                                                                                    progress=not args.quiet)
+    model.save_pretrained(args.out)
+    last = model.history[-1]
+    print(f"trained {args.steps} steps on {len(features)} vectors (Wasserstein estimate {last['wasserstein']:.3f}); "
+          f"saved {args.out}")
+    return 0
+
+
+def _features_sample(args: argparse.Namespace) -> int:
+    import torch
+
+    from ganaug.feature_dataset import save_features
+    from ganaug.feature_gan import FeatureGAN
+
+    if args.num_per_class < 1:
+        raise ValueError(f"--num-per-class should be a positive int, got {args.num_per_class}")
+    model = FeatureGAN.from_pretrained(args.model)
+    classes = (range(model.num_classes) if args.class_label is None
+               else [_class_index(args.class_label, model.classes)])
+    labels = torch.tensor(list(classes)).repeat_interleave(args.num_per_class)
+    features = model.sample(len(labels), labels, seed=args.seed)
+    save_features(args.out, features, labels, {"generator": str(args.model), "seed": str(args.seed),
+                                               "classes": json.dumps(list(model.classes))})
+    print(f"wrote {len(features)} synthetic vectors to {args.out}")
+    return 0
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _class_index(value: str, classes: tuple[str, ...]) -> int:

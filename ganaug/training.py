@@ -133,7 +133,7 @@ def train(dataset: ImageDataset, config: TrainConfig, run_dir: str | os.PathLike
     run_dir = Path(run_dir)
     context = setup_distributed(config.device)
     try:
-        trainer = _Trainer(dataset, config, run_dir, context, resume)
+        trainer = _Trainer(dataset, config, run_dir, context, resume, progress)
         trainer.run(progress=progress)
         if context.is_main:
             return GANAug.from_pretrained(run_dir)
@@ -146,8 +146,9 @@ class _Trainer:
     """The state of one run: data, models, optimizers, counters. One method per stage."""
 
     def __init__(self, dataset: ImageDataset, config: TrainConfig, run_dir: Path, context: DistributedContext,
-                 resume: bool):
+                 resume: bool, progress: bool = True):
         self.config, self.run_dir, self.context = config, run_dir, context
+        self.progress = progress
         self.device = context.device
         if not isinstance(dataset, ImageDataset):
             raise TypeError(f"dataset should be a ganaug ImageDataset, got {type(dataset).__name__}")
@@ -296,7 +297,7 @@ class _Trainer:
             result = pretrain_extractor(dataset, path, model_name=self.config.backbone,
                                         input_size=self.config.backbone_input_size,
                                         epochs=self.config.pretrain_epochs, seed=self.config.seed,
-                                        device=str(self.device))
+                                        device=str(self.device), progress=self.progress)
             logger.info("pretrained %s on the training data: held-out accuracy %.3f in %.0f s",
                         self.config.backbone, result.val_accuracy, result.seconds)
             summary = {"val_accuracy": result.val_accuracy, "seconds": result.seconds, "epochs": result.epochs}

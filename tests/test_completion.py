@@ -65,6 +65,17 @@ def test_deterministic_for_a_seed(gan, images):
     assert labelled.shape == images.shape
 
 
+def test_without_labels_one_of_the_fitted_classes_is_kept(gan, images):
+    """label_candidates fits several classes and returns one of those completions, whole."""
+    mask = _centre_hole()
+    chosen = gan.complete(images, mask, steps=2, seed=4, label_candidates=3).float()
+    per_class = torch.stack([gan.complete(images, mask, labels=c, steps=2, seed=4).float()
+                             for c in range(gan.num_classes)])  # (classes, N, C, H, W)
+    difference = (per_class - chosen[None]).abs().flatten(2).amax(dim=2)  # (classes, N)
+    assert (difference.min(dim=0).values <= 1).all()  # each image equals some class's completion (uint8 rounding)
+    assert (difference.max(dim=0).values > 1).all()  # and the classes really differ
+
+
 def test_per_image_masks_and_edge_cases(gan, images):
     masks = torch.zeros(3, 28, 28, dtype=torch.uint8)
     masks[1, :10] = 1                      # partly masked

@@ -1,0 +1,367 @@
+"""``FeatureGAN``: a class-conditional WGAN-GP over feature vectors, for heads trained on frozen backbones.
+
+Generating images is the long way round for users who never fine-tune the backbone: they train
+a linear or MLP head on frozen timm features. FeatureGAN generates those feature vectors
+directly, as f-CLSWGAN (Xian et al., 2018) did for zero- and few-shot learning:
+
+- generator G(z, y) and critic D(x, y): MLPs (LeakyReLU), the class as a learned embedding
+  concatenated to the input;
+- critic loss: WGAN-GP, ``D(fake) - D(real) + 10 * (|grad D(interpolate)| - 1)^2``, with
+  ``critic_steps`` critic updates per generator update;
+- generator loss: ``-D(fake) + cls_weight * CE(classifier(fake), y)``, where the classifier is a
+  softmax regression trained on the real features first and then frozen, so that generated
+  features stay classifiable as their class;
+- features are standardized per dimension with the real statistics, and mapped back on
+  sampling; when every real feature is >= 0 (pooled ReLU features) samples are clamped at 0;
+- real batches are drawn class-balanced by default (each class equally often), so rare classes
+  get as many critic updates as common ones.
+
+A fit on 10 classes of 512-d features takes seconds to a minute on a CPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ganaug.checkpoint import read_checkpoint, strip_prefix, write_checkpoint
+
+__all__ = ["FeatureGAN", "FeatureGANConfig", "check_features"]
+
+FEATURE_GAN_FORMAT = "ganaug.feature_gan/1"
+MODEL_FILE = "feature_gan.safetensors"
+
+
+@dataclass
+class FeatureGANConfig:
+    """Settings of :meth:`FeatureGAN.fit`."""
+
+    steps: int = 2000  # generator updates
+    batch_size: int = 128
+    critic_steps: int = 5  # critic updates per generator update
+    noise_dim: int = 64
+    embed_dim: int = 32  # class embedding width
+    hidden_dim: int = 512
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.5, 0.999)  # f-CLSWGAN's Adam settings
+    gp_weight: float = 10.0
+    cls_weight: float = 0.1  # weight of the frozen classifier's cross-entropy in the generator loss
+    classifier_steps: int = 200  # L-BFGS iterations of the softmax classifier on the real features
+    class_balanced: bool = True  # draw real batches with every class equally often
+    seed: int = 0
+    device: str | None = None  # default: cuda when available
+    log_every: int = 100
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "critic_steps", "noise_dim", "embed_dim", "hidden_dim",
+                     "classifier_steps", "log_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} should be a positive int, got {value!r}")
+        for name in ("lr", "gp_weight"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} should be positive, got {getattr(self, name)!r}")
+        if self.cls_weight < 0:
+            raise ValueError(f"cls_weight should be >= 0, got {self.cls_weight!r}")
+        self.betas = tuple(self.betas)
+
+
+def check_features(features: object, labels: object, num_classes: int | None = None,
+                   names: tuple[str, str] = ("features", "labels")) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate labelled feature vectors: float (N, D) finite, int (N,) labels in [0, num_classes)."""
+    feature_name, label_name = names
+    if not isinstance(features, torch.Tensor):
+        raise TypeError(f"{feature_name} should be a torch.Tensor of shape (N, D), got {type(features).__name__}")
+    if features.ndim != 2 or len(features) == 0 or features.shape[1] == 0:
+        raise ValueError(f"{feature_name} should be (N, D) with N, D >= 1, got {tuple(features.shape)}")
+    if not features.is_floating_point():
+        raise TypeError(f"{feature_name} should be float, got {features.dtype}")
+    if not torch.isfinite(features).all():
+        bad = int((~torch.isfinite(features)).any(dim=1).sum())
+        raise ValueError(f"{feature_name} should be finite, got NaN or infinite values in {bad} rows")
+    labels = torch.as_tensor(labels)
+    if labels.is_floating_point() or labels.dtype == torch.bool:
+        raise TypeError(f"{label_name} should be integers, got {labels.dtype}")
+    labels = labels.long().flatten()
+    if len(labels) != len(features):
+        raise ValueError(f"{label_name} should hold one label per feature vector ({len(features)}), got {len(labels)}")
+    if int(labels.min()) < 0 or (num_classes is not None and int(labels.max()) >= num_classes):
+        expected = f"[0, {num_classes})" if num_classes is not None else ">= 0"
+        raise ValueError(f"{label_name} should lie in {expected}, got values in [{int(labels.min())}, "
+                         f"{int(labels.max())}]")
+    return features.float(), labels
+
+
+class _ConditionalMLP(nn.Module):
+    """``[input, embedding(y)] -> hidden -> hidden -> out``, LeakyReLU(0.2)."""
+
+    def __init__(self, in_dim: int, num_classes: int, embed_dim: int, hidden_dim: int, out_dim: int):
+        super().__init__()
+        self.embedding = nn.Embedding(num_classes, embed_dim)
+        self.net = nn.Sequential(nn.Linear(in_dim + embed_dim, hidden_dim), nn.LeakyReLU(0.2),
+                                 nn.Linear(hidden_dim, hidden_dim), nn.LeakyReLU(0.2),
+                                 nn.Linear(hidden_dim, out_dim))
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([x, self.embedding(labels)], dim=1))
+
+
+class FeatureGAN:
+    """A class-conditional generator of D-dimensional feature vectors (see the module docs).
+
+    Build one untrained with ``FeatureGAN(feature_dim, num_classes)`` and call :meth:`fit`, or
+    load one with :meth:`from_pretrained`.
+
+    Example:
+        >>> fgan = FeatureGAN(512, 10).fit(train_features, train_labels)
+        >>> rare = fgan.sample(500, labels=9, seed=0)          # float (500, 512)
+        >>> fgan.save_pretrained("fgan/")
+    """
+
+    def __init__(self, feature_dim: int, num_classes: int, config: FeatureGANConfig | None = None,
+                 classes: Sequence[str] | None = None):
+        if isinstance(feature_dim, bool) or not isinstance(feature_dim, int) or feature_dim < 1:
+            raise ValueError(f"feature_dim should be a positive int, got {feature_dim!r}")
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+            raise ValueError(f"num_classes should be an int >= 2, got {num_classes!r}")
+        self.config = config or FeatureGANConfig()
+        self.feature_dim, self.num_classes = feature_dim, num_classes
+        self.classes = tuple(classes) if classes is not None else tuple(str(c) for c in range(num_classes))
+        if len(self.classes) != num_classes:
+            raise ValueError(f"classes should name {num_classes} classes, got {len(self.classes)}")
+        self.device = torch.device(self.config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.config.seed)
+            self.generator = _ConditionalMLP(self.config.noise_dim, num_classes, self.config.embed_dim,
+                                             self.config.hidden_dim, feature_dim).to(self.device)
+        self.register_stats(torch.zeros(feature_dim), torch.ones(feature_dim), nonnegative=False)
+        self.history: list[dict] = []
+        self.fitted = False
+
+    def register_stats(self, mean: torch.Tensor, std: torch.Tensor, nonnegative: bool) -> None:
+        """The real features' per-dimension mean and std (the generator works in standardized units)."""
+        self.mean, self.std, self.nonnegative = mean.float().cpu(), std.float().cpu(), bool(nonnegative)
+
+    # --- training ---------------------------------------------------------------------------------
+
+    def fit(self, features: torch.Tensor, labels: torch.Tensor | Sequence[int], progress: bool = False,
+            ) -> FeatureGAN:
+        """Train on real labelled features (WGAN-GP + classification loss). Returns ``self``.
+
+        Args:
+            features: float (N, feature_dim), finite.
+            labels: int (N,) in [0, num_classes).
+            progress: show a progress bar.
+        """
+        from tqdm.auto import tqdm
+
+        features, labels = check_features(features, labels, self.num_classes)
+        if features.shape[1] != self.feature_dim:
+            raise ValueError(f"features should have {self.feature_dim} dimensions, got {features.shape[1]}")
+        config, device = self.config, self.device
+        generator_rng = torch.Generator().manual_seed(config.seed)
+        nonnegative = bool((features >= 0).all())
+        self.register_stats(features.mean(dim=0), features.std(dim=0).clamp_min(1e-6) if len(features) > 1
+                            else torch.ones(self.feature_dim), nonnegative)
+        real = self._standardize(features).to(device)
+        labels_d = labels.to(device)
+        classifier = self._train_classifier(real, labels_d)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed + 1)
+            critic = _ConditionalMLP(self.feature_dim, self.num_classes, config.embed_dim, config.hidden_dim,
+                                     1).to(device)
+        g_opt = torch.optim.Adam(self.generator.parameters(), lr=config.lr, betas=config.betas)
+        d_opt = torch.optim.Adam(critic.parameters(), lr=config.lr, betas=config.betas)
+        draw = self._batch_sampler(labels, generator_rng)
+        self.generator.train()
+        start = time.monotonic()
+        self.history = []
+        bar = tqdm(total=config.steps, desc="FeatureGAN", unit="step", disable=not progress)
+        for step in range(1, config.steps + 1):
+            for _ in range(config.critic_steps):
+                index = draw().to(device)
+                x_real, y = real[index], labels_d[index]
+                with torch.no_grad():
+                    x_fake = self.generator(self._noise(len(index), generator_rng), y)
+                d_real, d_fake = critic(x_real, y).mean(), critic(x_fake, y).mean()
+                penalty = _gradient_penalty(critic, x_real, x_fake, y, generator_rng)
+                d_loss = d_fake - d_real + config.gp_weight * penalty
+                d_opt.zero_grad(set_to_none=True)
+                d_loss.backward()
+                d_opt.step()
+            index = draw().to(device)
+            y = labels_d[index]
+            x_fake = self.generator(self._noise(len(index), generator_rng), y)
+            adversarial = -critic(x_fake, y).mean()
+            classification = F.cross_entropy(classifier(x_fake), y)
+            g_loss = adversarial + config.cls_weight * classification
+            g_opt.zero_grad(set_to_none=True)
+            g_loss.backward()
+            g_opt.step()
+            if step % config.log_every == 0 or step == config.steps:
+                entry = {"step": step, "wasserstein": (d_real - d_fake).item(), "gradient_penalty": penalty.item(),
+                         "classification": classification.item(), "seconds": time.monotonic() - start}
+                self.history.append(entry)
+                bar.set_postfix(w=f"{entry['wasserstein']:.3f}", cls=f"{entry['classification']:.3f}")
+            bar.update(1)
+        bar.close()
+        self.generator.eval()
+        self.fitted = True
+        return self
+
+    def _train_classifier(self, real: torch.Tensor, labels: torch.Tensor) -> nn.Linear:
+        """The frozen softmax classifier of the generator's classification loss."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.config.seed + 2)
+            classifier = nn.Linear(self.feature_dim, self.num_classes).to(self.device)
+        optimizer = torch.optim.LBFGS(classifier.parameters(), lr=1, max_iter=self.config.classifier_steps,
+                                      history_size=20, line_search_fn="strong_wolfe")
+        counts = torch.bincount(labels, minlength=self.num_classes).clamp_min(1).float()
+        weight = (counts.sum() / counts / self.num_classes).to(self.device)  # balanced, as the batches are
+
+        def closure() -> torch.Tensor:
+            optimizer.zero_grad()
+            loss = F.cross_entropy(classifier(real), labels, weight=weight) + 1e-4 * classifier.weight.square().sum()
+            loss.backward()
+            return loss
+
+        optimizer.step(closure)
+        return classifier.requires_grad_(False).eval()
+
+    def _batch_sampler(self, labels: torch.Tensor, rng: torch.Generator):
+        size = self.config.batch_size
+        if not self.config.class_balanced:
+            return lambda: torch.randint(0, len(labels), (size,), generator=rng)
+        present = [torch.nonzero(labels == c).flatten() for c in range(self.num_classes)]
+        present = [members for members in present if len(members)]
+
+        def draw() -> torch.Tensor:
+            classes = torch.randint(0, len(present), (size,), generator=rng)
+            offsets = torch.rand(size, generator=rng)
+            return torch.stack([present[c][int(o * len(present[c]))] for c, o in zip(classes.tolist(),
+                                                                                   offsets.tolist(), strict=True)])
+        return draw
+
+    def _noise(self, num: int, rng: torch.Generator) -> torch.Tensor:
+        return torch.randn(num, self.config.noise_dim, generator=rng).to(self.device)
+
+    def _standardize(self, features: torch.Tensor) -> torch.Tensor:
+        return (features - self.mean) / self.std
+
+    # --- using ------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def sample(self, num: int, labels: int | Sequence[int] | torch.Tensor | None = None, seed: int | None = None,
+               batch_size: int = 4096) -> torch.Tensor:
+        """Synthetic feature vectors.
+
+        Args:
+            num: how many.
+            labels: one class for all, one label per vector, or None for classes in turn.
+            seed: makes the output reproducible; None draws a fresh seed.
+            batch_size: vectors per generator pass.
+
+        Returns:
+            float (num, feature_dim) on the CPU, in the real features' units.
+        """
+        if isinstance(num, bool) or not isinstance(num, int) or num < 0:
+            raise ValueError(f"num should be a non-negative int, got {num!r}")
+        if labels is None:
+            labels = torch.arange(num) % self.num_classes
+        elif isinstance(labels, int):
+            labels = torch.full((num,), labels)
+        labels = torch.as_tensor(labels).long().flatten()
+        if len(labels) != num:
+            raise ValueError(f"labels should hold one label per vector ({num}), got {len(labels)}")
+        if num and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
+            raise ValueError(f"labels should lie in [0, {self.num_classes}), got values in [{int(labels.min())}, "
+                             f"{int(labels.max())}]")
+        rng = torch.Generator().manual_seed(seed if seed is not None else int(torch.randint(0, 2**62, ()).item()))
+        noise = torch.randn(num, self.config.noise_dim, generator=rng)
+        self.generator.eval()
+        out = [self.generator(noise[i:i + batch_size].to(self.device), labels[i:i + batch_size].to(self.device)).cpu()
+               for i in range(0, num, batch_size)]
+        features = torch.cat(out) if out else torch.empty(0, self.feature_dim)
+        features = features * self.std + self.mean
+        return features.clamp_min(0) if self.nonnegative else features
+
+    @torch.no_grad()
+    def critic_distance(self, features: torch.Tensor, labels: torch.Tensor | Sequence[int], steps: int = 300,
+                        seed: int = 0) -> float:
+        """A fresh critic's Wasserstein-1 estimate between real features and this generator's samples.
+
+        Trains a new WGAN-GP critic (same architecture) for ``steps`` updates against the current
+        generator and returns ``E[D(real)] - E[D(fake)]`` on the whole real set: a model-free way
+        to compare generators, since the critic of :meth:`fit` is not kept.
+        """
+        features, labels = check_features(features, labels, self.num_classes)
+        config, device = self.config, self.device
+        rng = torch.Generator().manual_seed(seed)
+        real = self._standardize(features).to(device)
+        labels_d = labels.to(device)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            critic = _ConditionalMLP(self.feature_dim, self.num_classes, config.embed_dim, config.hidden_dim,
+                                     1).to(device)
+        optimizer = torch.optim.Adam(critic.parameters(), lr=config.lr * 5, betas=config.betas)
+        draw = self._batch_sampler(labels, rng)
+        with torch.enable_grad():
+            for _ in range(steps):
+                index = draw().to(device)
+                x_real, y = real[index], labels_d[index]
+                with torch.no_grad():
+                    x_fake = self.generator(self._noise(len(index), rng), y)
+                loss = (critic(x_fake, y).mean() - critic(x_real, y).mean()
+                        + config.gp_weight * _gradient_penalty(critic, x_real, x_fake, y, rng))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+        fake = self.generator(self._noise(len(real), rng), labels_d)
+        return float(critic(real, labels_d).mean() - critic(fake, labels_d).mean())
+
+    # --- saving -----------------------------------------------------------------------------------
+
+    def save_pretrained(self, path: str | os.PathLike) -> Path:
+        """Write ``path/feature_gan.safetensors`` (weights and statistics; config as JSON in its header)."""
+        path = Path(path)
+        tensors = {f"generator.{k}": v for k, v in self.generator.state_dict().items()}
+        tensors.update({"stats.mean": self.mean, "stats.std": self.std})
+        info = {"feature_dim": self.feature_dim, "num_classes": self.num_classes, "classes": list(self.classes),
+                "nonnegative": self.nonnegative, "fitted": self.fitted,
+                "config": {**dataclasses.asdict(self.config), "device": None}, "history": self.history[-20:]}
+        write_checkpoint(path / MODEL_FILE, tensors, info, file_format=FEATURE_GAN_FORMAT)
+        return path
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, device: str | None = None) -> FeatureGAN:
+        """Load what :meth:`save_pretrained` wrote (a folder, or the .safetensors file itself)."""
+        path = Path(path)
+        file = path / MODEL_FILE if path.is_dir() else path
+        tensors, info = read_checkpoint(file, file_format=FEATURE_GAN_FORMAT)
+        config = FeatureGANConfig(**{**info["config"], "device": device})
+        model = cls(info["feature_dim"], info["num_classes"], config, classes=info["classes"])
+        model.generator.load_state_dict(strip_prefix(tensors, "generator"))
+        model.register_stats(tensors["stats.mean"], tensors["stats.std"], info["nonnegative"])
+        model.history, model.fitted = info.get("history", []), info.get("fitted", True)
+        return model
+
+    def __repr__(self) -> str:
+        return (f"FeatureGAN(feature_dim={self.feature_dim}, num_classes={self.num_classes}, "
+                f"fitted={self.fitted})")
+
+
+def _gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor,
+                      rng: torch.Generator) -> torch.Tensor:
+    """WGAN-GP: mean of (|grad_x D(x, y)| - 1)^2 at random points between real and fake."""
+    alpha = torch.rand(len(real), 1, generator=rng).to(real.device)
+    mixed = (alpha * real + (1 - alpha) * fake.detach()).requires_grad_(True)
+    (gradient,) = torch.autograd.grad(critic(mixed, labels).sum(), mixed, create_graph=True)
+    return (gradient.norm(dim=1) - 1).square().mean()

@@ -1,0 +1,178 @@
+"""FeatureGAN on a toy Gaussian mixture, FeatureDataset balancing, feature files and the CLI."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ganaug import FeatureDataset, FeatureGAN, FeatureGANConfig, extract_features
+from ganaug.checkpoint import CheckpointError
+from ganaug.feature_dataset import load_features, save_features
+
+DIM, CLASSES = 8, 3
+
+
+def mixture(per_class: int = 200, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Three well separated Gaussian classes in 8-d: features, labels, class means."""
+    generator = torch.Generator().manual_seed(seed)
+    means = torch.zeros(CLASSES, DIM)
+    means[torch.arange(CLASSES), torch.arange(CLASSES)] = 6.0
+    labels = torch.arange(CLASSES).repeat_interleave(per_class)
+    features = means[labels] + 0.5 * torch.randn(len(labels), DIM, generator=generator)
+    return features, labels, means
+
+
+SMALL = {"steps": 300, "batch_size": 64, "hidden_dim": 64, "noise_dim": 8, "embed_dim": 8, "lr": 1e-3,
+         "betas": (0.5, 0.9), "classifier_steps": 50, "log_every": 50, "device": "cpu"}
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    features, labels, means = mixture()
+    return FeatureGAN(DIM, CLASSES, FeatureGANConfig(**SMALL)).fit(features, labels), features, labels, means
+
+
+def test_fit_lowers_a_fresh_critics_wasserstein_estimate(fitted):
+    trained, features, labels, _ = fitted
+    untrained = FeatureGAN(DIM, CLASSES, FeatureGANConfig(**SMALL))
+    untrained.register_stats(trained.mean, trained.std, trained.nonnegative)  # same units, weights untrained
+    before = untrained.critic_distance(features, labels, steps=150)
+    after = trained.critic_distance(features, labels, steps=150)
+    assert before > 0.5
+    assert after < 0.5 * before
+    assert [entry["step"] for entry in trained.history] == [50, 100, 150, 200, 250, 300]
+
+
+def test_samples_land_near_their_class_means(fitted):
+    trained, _, _, means = fitted
+    samples = trained.sample(300, labels=torch.arange(CLASSES).repeat_interleave(100), seed=0)
+    assert samples.shape == (300, DIM) and samples.dtype == torch.float32
+    nearest = torch.cdist(samples, means).argmin(dim=1)
+    assert (nearest == torch.arange(CLASSES).repeat_interleave(100)).float().mean() > 0.95
+    distances = torch.cdist(samples.view(CLASSES, 100, DIM).mean(dim=1), means)  # (class means of samples, true)
+    own = distances.diagonal()
+    others = (distances + torch.eye(CLASSES) * 1e9).min(dim=1).values
+    assert (own < 0.25 * others).all()  # the true means lie 8.5 apart
+    spread = samples.view(CLASSES, 100, DIM).std(dim=1).mean(dim=1)
+    assert ((spread > 0.25) & (spread < 1.0)).all()  # the real spread is 0.5: no collapse, no blow-up
+
+
+def test_sampling_is_deterministic_and_label_forms(fitted):
+    trained = fitted[0]
+    assert torch.equal(trained.sample(10, labels=1, seed=3), trained.sample(10, labels=1, seed=3))
+    assert not torch.equal(trained.sample(10, labels=1, seed=3), trained.sample(10, labels=1, seed=4))
+    assert trained.sample(0).shape == (0, DIM)
+    with pytest.raises(ValueError, match=r"labels should lie in \[0, 3\)"):
+        trained.sample(2, labels=[0, 3])
+    with pytest.raises(ValueError, match="one label per vector"):
+        trained.sample(3, labels=[0, 1])
+
+
+def test_save_and_load_round_trip(fitted, tmp_path):
+    trained = fitted[0]
+    trained.save_pretrained(tmp_path / "fgan")
+    loaded = FeatureGAN.from_pretrained(tmp_path / "fgan", device="cpu")
+    assert torch.equal(loaded.sample(20, seed=1), trained.sample(20, seed=1))
+    assert loaded.config.steps == SMALL["steps"] and loaded.fitted and loaded.history == trained.history
+    (tmp_path / "other.safetensors").write_bytes(b"not a model")
+    with pytest.raises(CheckpointError):
+        FeatureGAN.from_pretrained(tmp_path / "other.safetensors")
+
+
+def test_nonnegative_features_give_nonnegative_samples():
+    features, labels, _ = mixture(per_class=50)
+    gan = FeatureGAN(DIM, CLASSES, FeatureGANConfig(**{**SMALL, "steps": 5})).fit(features.abs(), labels)
+    assert gan.nonnegative and (gan.sample(100, seed=0) >= 0).all()
+
+
+@pytest.mark.parametrize("features, labels, message", [
+    (torch.ones(4, DIM), torch.zeros(3, dtype=torch.long), "one label per feature vector"),
+    (torch.ones(4, DIM), torch.tensor([0, 1, 2, 3]), r"labels should lie in \[0, 3\)"),
+    (torch.tensor([[float("nan")] * DIM] * 4), torch.zeros(4, dtype=torch.long), "NaN or infinite values in 4 rows"),
+    (torch.ones(4, 5), torch.zeros(4, dtype=torch.long), "should have 8 dimensions"),
+    (torch.ones(4, DIM), torch.zeros(4), "labels should be integers"),
+])
+def test_fit_rejects_bad_inputs(features, labels, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        FeatureGAN(DIM, CLASSES, FeatureGANConfig(**SMALL)).fit(features, labels)
+
+
+def test_config_and_constructor_checks():
+    with pytest.raises(ValueError, match="steps should be a positive int"):
+        FeatureGANConfig(steps=0)
+    with pytest.raises(ValueError, match="num_classes should be an int >= 2"):
+        FeatureGAN(DIM, 1)
+
+
+def test_feature_dataset_balances_to_requested_counts(fitted):
+    trained, features, labels, _ = fitted
+    keep = torch.cat([torch.arange(0, 100), torch.arange(200, 230), torch.arange(400, 405)])  # 100 / 30 / 5
+    dataset = FeatureDataset(features[keep], labels[keep], trained, balance="equalize", seed=0)
+    assert dataset.class_counts() == [100, 100, 100]
+    assert int(dataset.is_synthetic.sum()) == 70 + 95
+    assert torch.equal(dataset.features[:len(keep)], features[keep])  # real vectors first, unchanged
+    feature, label = dataset[len(keep)]
+    assert label == 1 and feature.shape == (DIM,)
+    targets = FeatureDataset(features[keep], labels[keep], trained, balance={1: 60, 2: 40}, return_is_synthetic=True)
+    assert targets.class_counts() == [100, 60, 40]
+    assert targets[0][2] is False and targets[len(targets) - 1][2] is True
+    assert FeatureDataset(features[keep], labels[keep], balance=None).class_counts() == [100, 30, 5]
+    same = FeatureDataset(features[keep], labels[keep], trained, seed=0)
+    assert torch.equal(same.features, dataset.features)
+
+
+def test_feature_dataset_rejects_bad_inputs(fitted):
+    trained, features, labels, _ = fitted
+    with pytest.raises(ValueError, match="give a feature_gan"):
+        FeatureDataset(features[:250], labels[:250], None, balance="equalize")
+    with pytest.raises(ValueError, match="one label per feature vector"):
+        FeatureDataset(features, labels[:10], trained)
+    with pytest.raises(ValueError, match=r"balance keys should be class indices"):
+        FeatureDataset(features, labels, trained, balance={7: 10})
+    with pytest.raises(ValueError, match="balance should be"):
+        FeatureDataset(features, labels, trained, balance="oversample")
+    with pytest.raises(ValueError, match="NaN"):
+        FeatureDataset(torch.full((3, DIM), float("inf")), torch.zeros(3, dtype=torch.long), trained)
+
+
+def test_extract_features_streams_and_caches(embedded_test, random_extractor, tmp_path):
+    data = embedded_test.subset(torch.arange(40))
+    cache = tmp_path / "features.safetensors"
+    features, labels = extract_features(data, random_extractor, batch_size=16, cache=cache, progress=False)
+    assert features.shape == (40, random_extractor.embed_dim) and torch.equal(labels, data.labels)
+    assert torch.allclose(features[:5], random_extractor.embed(data.images[:5]), atol=1e-5)
+    stored, stored_labels, metadata = load_features(cache)
+    assert torch.equal(stored, features) and metadata["num"] == "40"
+
+    class Exploding:  # a cache hit must not run the network
+        model_name, weights_origin = random_extractor.model_name, random_extractor.weights_origin
+
+        def embed(self, images):
+            raise AssertionError("cache was not used")
+
+    again, _ = extract_features(data, Exploding(), cache=cache, progress=False)
+    assert torch.equal(again, features)
+    numpy_items = [(image[0].numpy(), int(label)) for image, label in zip(data.images[:6], data.labels[:6],
+                                                                           strict=True)]
+    from_numpy, _ = extract_features(numpy_items, random_extractor, batch_size=4, progress=False)
+    assert torch.allclose(from_numpy, features[:6], atol=1e-5)
+    with pytest.raises(ValueError, match=r"\.safetensors"):
+        save_features(tmp_path / "x.pt", features, labels)
+
+
+def test_features_cli_extract_train_sample(tmp_path, extractor_file, capsys):
+    from ganaug.cli import main
+
+    feats = tmp_path / "train.safetensors"
+    assert main(["-q", "features", "extract", "--data", "fashion-mnist:embedded", "--extractor", str(extractor_file),
+                 "--out", str(feats), "--batch-size", "128"]) == 0
+    features, labels, _ = load_features(feats)
+    assert features.shape[0] == 2000 and labels.max() == 9
+    assert main(["-q", "features", "train", str(feats), "--out", str(tmp_path / "fgan"), "--steps", "3"]) == 0
+    out = tmp_path / "synthetic.safetensors"
+    assert main(["-q", "features", "sample", str(tmp_path / "fgan"), "--num-per-class", "7", "--out", str(out)]) == 0
+    synthetic, synthetic_labels, _ = load_features(out)
+    assert synthetic.shape == (70, features.shape[1]) and torch.bincount(synthetic_labels).tolist() == [7] * 10
+    assert "wrote 70" in capsys.readouterr().out
+    assert main(["-q", "features", "train", str(tmp_path / "missing.safetensors"), "--out", str(tmp_path / "x")]) == 2
+    assert "does not exist" in capsys.readouterr().err
