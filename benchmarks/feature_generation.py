@@ -58,30 +58,33 @@ def long_tailed_subset(dataset: ganaug.ImageDataset, counts: list[int], seed: in
     return dataset.subset(picks)
 
 
-def oversample(features: torch.Tensor, labels: torch.Tensor, target: int, generator: torch.Generator):
+def fill_classes(features: torch.Tensor, labels: torch.Tensor, target: int, make) -> tuple[torch.Tensor, torch.Tensor]:
+    """Append ``make(members, need)`` new features to every class with fewer than ``target``."""
     extra_x, extra_y = [], []
     for c in labels.unique().tolist():
         members = torch.nonzero(labels == c).flatten()
         need = target - len(members)
         if need > 0:
-            picks = members[torch.arange(need) % len(members)]
-            extra_x.append(features[picks])
-            extra_y.append(labels[picks])
+            extra_x.append(make(members, need))
+            extra_y.append(torch.full((need,), c))
     return torch.cat([features, *extra_x]), torch.cat([labels, *extra_y])
+
+
+def oversample(features: torch.Tensor, labels: torch.Tensor, target: int, generator: torch.Generator):
+    """Each rare class's features repeated in turn up to ``target``."""
+    return fill_classes(features, labels, target, lambda members, need: features[members[torch.arange(need)
+                                                                                          % len(members)]])
 
 
 def in_class_mixup(features: torch.Tensor, labels: torch.Tensor, target: int, generator: torch.Generator):
-    extra_x, extra_y = [], []
-    for c in labels.unique().tolist():
-        members = torch.nonzero(labels == c).flatten()
-        need = target - len(members)
-        if need > 0:
-            i = members[torch.randint(0, len(members), (need,), generator=generator)]
-            j = members[torch.randint(0, len(members), (need,), generator=generator)]
-            lam = torch.rand(need, 1, generator=generator)
-            extra_x.append(lam * features[i] + (1 - lam) * features[j])
-            extra_y.append(torch.full((need,), c))
-    return torch.cat([features, *extra_x]), torch.cat([labels, *extra_y])
+    """``l * x_i + (1 - l) * x_j`` for random pairs of one class, l ~ U(0, 1), up to ``target``."""
+    def mix(members: torch.Tensor, need: int) -> torch.Tensor:
+        i = members[torch.randint(0, len(members), (need,), generator=generator)]
+        j = members[torch.randint(0, len(members), (need,), generator=generator)]
+        lam = torch.rand(need, 1, generator=generator)
+        return lam * features[i] + (1 - lam) * features[j]
+
+    return fill_classes(features, labels, target, mix)
 
 
 def train_head(features: torch.Tensor, labels: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, steps: int,
