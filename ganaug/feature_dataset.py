@@ -89,7 +89,8 @@ def extract_features(dataset: Dataset, extractor: torch.nn.Module, batch_size: i
         extractor: has ``embed(images) -> (N, D)``; it runs on its own device.
         batch_size: images per pass.
         cache: a ``.safetensors`` path: read from it when it holds this dataset's features
-            (same length, same extractor), else computed and written there atomically.
+            (same length, same extractor, and the same labels when the dataset exposes
+            ``labels`` or ``targets``), else computed and written there atomically.
         num_workers: DataLoader workers that decode the images.
         progress: show a progress bar.
     """
@@ -102,7 +103,9 @@ def extract_features(dataset: Dataset, extractor: torch.nn.Module, batch_size: i
     name = f"{getattr(extractor, 'model_name', type(extractor).__name__)}|{getattr(extractor, 'weights_origin', '')}"
     if cache is not None and Path(cache).is_file():
         features, labels, metadata = load_features(cache)
-        if metadata.get("extractor") == name and len(features) == len(dataset):
+        known = getattr(dataset, "labels", getattr(dataset, "targets", None))
+        same_labels = known is None or torch.equal(torch.as_tensor(known, dtype=torch.int64).flatten(), labels)
+        if metadata.get("extractor") == name and len(features) == len(dataset) and same_labels:
             return features, labels
     device = next((p.device for p in extractor.parameters()), torch.device("cpu")) if isinstance(
         extractor, torch.nn.Module) else torch.device("cpu")

@@ -152,6 +152,9 @@ def test_extract_features_streams_and_caches(embedded_test, random_extractor, tm
 
     again, _ = extract_features(data, Exploding(), cache=cache, progress=False)
     assert torch.equal(again, features)
+    other = embedded_test.subset(torch.arange(39, -1, -1))  # same length and extractor, other labels: recomputed
+    fresh, fresh_labels = extract_features(other, random_extractor, cache=cache, progress=False)
+    assert torch.equal(fresh_labels, other.labels) and not torch.equal(fresh, features)
     numpy_items = [(image[0].numpy(), int(label)) for image, label in zip(data.images[:6], data.labels[:6],
                                                                            strict=True)]
     from_numpy, _ = extract_features(numpy_items, random_extractor, batch_size=4, progress=False)
