@@ -30,9 +30,11 @@ def atomic_path(path: str | os.PathLike, fsync: bool = True) -> Iterator[Path]:
     tmp = Path(tmp_name)
     umask = os.umask(0)
     os.umask(umask)
-    tmp.chmod(0o666 & ~umask)  # mkstemp makes 0600; give the file the permissions a plain open() would
     try:
         yield tmp
+        # mkstemp makes 0600, and so do some writers that replace the file (safetensors' save_file):
+        # give the result the permissions a plain open() would.
+        tmp.chmod(0o666 & ~umask)
         if fsync:
             with open(tmp, "rb+") as handle:
                 os.fsync(handle.fileno())
