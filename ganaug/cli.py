@@ -385,11 +385,13 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _features_extract(args: argparse.Namespace) -> int:
+    import torch
+
     from ganaug.data import load_dataset
     from ganaug.evaluation import load_eval_extractor
     from ganaug.feature_dataset import extract_features, save_features
 
-    device = args.device or ("cuda" if _cuda_available() else "cpu")
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if Path(args.extractor).is_dir():
         from ganaug.gan import GANAug
 
@@ -445,12 +447,6 @@ def _features_sample(args: argparse.Namespace) -> int:
                                                "classes": json.dumps(list(model.classes))})
     print(f"wrote {len(features)} synthetic vectors to {args.out}")
     return 0
-
-
-def _cuda_available() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def _class_index(value: str, classes: tuple[str, ...]) -> int:

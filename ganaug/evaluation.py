@@ -25,7 +25,6 @@ Which feature space (``extractor``):
 from __future__ import annotations
 
 import json
-import logging
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -50,8 +49,6 @@ if TYPE_CHECKING:
     from ganaug.gan import GANAug
 
 __all__ = ["EvalConfig", "evaluate", "format_report", "inception_extractor", "load_eval_extractor", "write_report"]
-
-logger = logging.getLogger(__name__)
 
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"  # torch-fidelity's name for FID's Inception
 
@@ -147,9 +144,8 @@ def load_eval_extractor(spec: str, gan: GANAug | None = None, device: torch.devi
 
 
 @torch.no_grad()
-def _embed_batches(network: nn.Module, images: torch.Tensor, batch_size: int, device: torch.device) -> torch.Tensor:
-    return torch.cat([network.embed(images[i:i + batch_size].to(device)).float().cpu()
-                      for i in range(0, len(images), batch_size)])
+def _embed(network: nn.Module, images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    return network.embed(images.to(device)).float().cpu()
 
 
 def evaluate(gan: GANAug, real: ImageDataset, config: EvalConfig | None = None,
@@ -188,7 +184,7 @@ def evaluate(gan: GANAug, real: ImageDataset, config: EvalConfig | None = None,
     real_features = []
     for start in tqdm(range(0, len(order), config.batch_size), desc="real features", disable=not progress):
         index = order[start:start + config.batch_size]
-        real_features.append(_embed_batches(network, real.images[index], config.batch_size, device))
+        real_features.append(_embed(network, real.images[index], device))
     real_features = torch.cat(real_features)
 
     # Generated labels follow the real images' class frequencies; image i depends only on (seed, i).
@@ -198,7 +194,7 @@ def evaluate(gan: GANAug, real: ImageDataset, config: EvalConfig | None = None,
         labels = fake_labels[start:start + config.batch_size]
         seeds = config.seed * 1_000_003 + torch.arange(start, start + len(labels))
         images = gan.sample_seeded(labels, seeds, truncation=config.truncation, batch_size=config.batch_size)
-        fake_features.append(_embed_batches(network, images, config.batch_size, device))
+        fake_features.append(_embed(network, images, device))
         if classifier is not None:
             with torch.no_grad():
                 agreements.append((classifier(images).argmax(dim=1).cpu() == labels).float())

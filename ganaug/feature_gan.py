@@ -33,6 +33,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganaug.checkpoint import read_checkpoint, strip_prefix, write_checkpoint
+from ganaug.gan import _generator
+from ganaug.metrics import _check_features
+from ganaug.sample_bank import check_labels
 
 __all__ = ["FeatureGAN", "FeatureGANConfig", "check_features"]
 
@@ -78,15 +81,9 @@ def check_features(features: object, labels: object, num_classes: int | None = N
                    names: tuple[str, str] = ("features", "labels")) -> tuple[torch.Tensor, torch.Tensor]:
     """Validate labelled feature vectors: float (N, D) finite, int (N,) labels in [0, num_classes)."""
     feature_name, label_name = names
-    if not isinstance(features, torch.Tensor):
-        raise TypeError(f"{feature_name} should be a torch.Tensor of shape (N, D), got {type(features).__name__}")
-    if features.ndim != 2 or len(features) == 0 or features.shape[1] == 0:
-        raise ValueError(f"{feature_name} should be (N, D) with N, D >= 1, got {tuple(features.shape)}")
-    if not features.is_floating_point():
+    if isinstance(features, torch.Tensor) and not features.is_floating_point():
         raise TypeError(f"{feature_name} should be float, got {features.dtype}")
-    if not torch.isfinite(features).all():
-        bad = int((~torch.isfinite(features)).any(dim=1).sum())
-        raise ValueError(f"{feature_name} should be finite, got NaN or infinite values in {bad} rows")
+    _check_features(feature_name, features, min_rows=1)
     labels = torch.as_tensor(labels)
     if labels.is_floating_point() or labels.dtype == torch.bool:
         raise TypeError(f"{label_name} should be integers, got {labels.dtype}")
@@ -281,11 +278,8 @@ class FeatureGAN:
         labels = torch.as_tensor(labels).long().flatten()
         if len(labels) != num:
             raise ValueError(f"labels should hold one label per vector ({num}), got {len(labels)}")
-        if num and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
-            raise ValueError(f"labels should lie in [0, {self.num_classes}), got values in [{int(labels.min())}, "
-                             f"{int(labels.max())}]")
-        rng = torch.Generator().manual_seed(seed if seed is not None else int(torch.randint(0, 2**62, ()).item()))
-        noise = torch.randn(num, self.config.noise_dim, generator=rng)
+        check_labels(labels.tolist(), self.num_classes)
+        noise = torch.randn(num, self.config.noise_dim, generator=_generator(seed))
         self.generator.eval()
         out = [self.generator(noise[i:i + batch_size].to(self.device), labels[i:i + batch_size].to(self.device)).cpu()
                for i in range(0, num, batch_size)]

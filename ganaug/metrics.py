@@ -39,10 +39,11 @@ _CHUNK = 1024  # rows of a distance matrix computed at once
 def _check_features(name: str, features: torch.Tensor, min_rows: int = 2) -> torch.Tensor:
     if not isinstance(features, torch.Tensor):
         raise TypeError(f"{name} should be a torch.Tensor of shape (N, D), got {type(features).__name__}")
-    if features.ndim != 2 or features.shape[0] < min_rows:
-        raise ValueError(f"{name} should be (N, D) with N >= {min_rows}, got {tuple(features.shape)}")
+    if features.ndim != 2 or features.shape[0] < min_rows or features.shape[1] < 1:
+        raise ValueError(f"{name} should be (N, D) with N >= {min_rows} and D >= 1, got {tuple(features.shape)}")
     if not torch.isfinite(features).all():
-        raise ValueError(f"{name} holds NaN or infinite values")
+        bad = int((~torch.isfinite(features)).any(dim=1).sum())
+        raise ValueError(f"{name} should be finite, got NaN or infinite values in {bad} rows")
     return features
 
 
