@@ -213,7 +213,8 @@ class GANAug:
                  label_candidates: int = 3, batch_size: int = 64) -> torch.Tensor | np.ndarray:
         """Fill the masked region of images with generated content conditioned on the visible part.
 
-        The visible part's features become the generator's instance condition; ``steps`` Adam
+        The features of the image with its hole pre-filled by diffusion inpainting (OpenCV
+        Navier-Stokes) become the generator's instance condition; ``steps`` Adam
         steps on the noise (and the condition) then fit the visible pixels and their features;
         the result fills the hole through a mask feathered over ``feather`` pixels. See
         :mod:`ganaug.completion`.

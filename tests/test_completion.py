@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ganaug import GANAug
-from ganaug.completion import feather_mask
+from ganaug.completion import diffusion_fill, feather_mask
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +34,22 @@ def test_feather_mask_band():
     assert weights[0, 0, 5, 4] == pytest.approx(2 / 3) and weights[0, 0, 5, 3] == pytest.approx(1 / 3)
     assert weights[0, 0, 5, 2] == 0 and weights[0, 0, 0, 0] == 0
     assert torch.equal(feather_mask(mask, 0), mask)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_diffusion_fill_continues_the_surroundings(channels):
+    # left half dark, right half bright; a hole across the edge is filled from each side, visible pixels stay
+    images = torch.full((2, channels, 16, 16), 0.2)
+    images[..., 8:] = 0.8
+    visible = torch.ones(2, 1, 16, 16)
+    visible[0, :, 4:12, 2:6] = 0      # inside the dark half
+    visible[1, :, 4:12, 10:14] = 0    # inside the bright half
+    filled = diffusion_fill(images, visible)
+    assert filled.shape == images.shape and filled.dtype == images.dtype
+    assert torch.equal(filled * visible, images * visible)
+    assert torch.allclose(filled[0, :, 4:12, 2:6], torch.tensor(0.2), atol=1 / 255)
+    assert torch.allclose(filled[1, :, 4:12, 10:14], torch.tensor(0.8), atol=1 / 255)
+    assert torch.equal(diffusion_fill(images, torch.ones(2, 1, 16, 16)), images)
 
 
 def test_shape_dtype_and_untouched_pixels_for_every_layout(gan, images):
