@@ -163,12 +163,12 @@ def main() -> None:
     tag = extractor_file.stem
     train_x, train_y = extract_features(data, extractor, cache=CACHE / f"{tag}_train.safetensors", progress=False)
     test_x, test_y = extract_features(test, extractor, cache=CACHE / f"{tag}_test.safetensors", progress=False)
+    target = max(counts)
     # reference, not a method: 500 real images of every class (the long-tailed picks first, then more)
-    reference = long_tailed_subset(train, [max(counts)] * len(counts))
+    reference = long_tailed_subset(train, [target] * len(counts))
     reference_x, reference_y = extract_features(reference, extractor, cache=CACHE / f"{tag}_balanced500.safetensors",
                                                 progress=False)
     mean, std = train_x.mean(dim=0), train_x.std(dim=0).clamp_min(1e-6)
-    target = max(counts)
     print(f"long-tailed counts {counts}; features {tuple(train_x.shape)}", flush=True)
 
     scores: dict[str, list] = {name: [] for name in VARIANTS}

@@ -5,9 +5,9 @@
    becomes the generator's instance condition, and picks the candidate classes.
 2. A short GAN inversion: Adam on the noise z, and optionally on the condition vector, so that
    the generator's output matches the visible pixels (L1) and the pre-filled image's features
-   (cosine), with a
-   Gaussian prior on z that keeps it on the generator's manifold. Without labels, it is run
-   for the few classes the visible part's neighbours vote for most, and the best fit wins.
+   (cosine), with a Gaussian prior on z that keeps it on the generator's manifold. Without
+   labels, it is run for the few classes the visible part's neighbours vote for most, and the
+   best fit wins.
 3. The generated image fills the hole through a feathered mask: weight 1 inside the hole,
    falling to 0 within ``feather`` pixels outside it, so visible pixels further away are
    returned unchanged.
