@@ -14,8 +14,16 @@ variants of the training features:
 - FeatureGAN: ``FeatureDataset(..., balance="equalize")`` with a FeatureGAN fitted on the real
   features (--gan-steps generator updates).
 
-A fifth row is a reference, not a method: the head trained on 500 real images of every class
-(the long-tailed picks and more of the same classes), i.e. what real data would give.
+Three more rows are references, not methods; each uses 500 real images of every class (the
+long-tailed picks and more of the same classes) that the methods never see:
+
+- reference: the head trained on those 500 real images per class, i.e. what real data gives;
+- bound, Gaussians: the rare classes filled (as FeatureGAN fills them) with draws from a
+  Gaussian with each class's true mean and covariance, estimated on those 500 images: what
+  perfect knowledge of the first two moments would give a feature generator;
+- bound, FeatureGAN: the rare classes filled by a FeatureGAN fitted on those 500 images per
+  class: what this generator gives when data is not the limit (--no-gan-bound skips it; it
+  costs one more FeatureGAN fit per seed).
 
 ``--extractor-data disjoint`` pretrains the extractor on a second long-tailed set of other
 images instead, so that, as with a backbone pretrained elsewhere, it has never seen the images
@@ -26,7 +34,7 @@ the accuracy on the three rarest classes (7, 8, 9), mean ± std over --seeds see
 drives the head, the mixup draws and the FeatureGAN). Target (issue #7): FeatureGAN >= +3
 points balanced accuracy over oversampling.
 
-    python benchmarks/feature_generation.py              # about 10 CPU minutes
+    python benchmarks/feature_generation.py              # about 15 CPU minutes (--no-gan-bound: 9)
     python benchmarks/feature_generation.py --extractor-data disjoint \\
         --out benchmarks/results/feature_generation_disjoint.json
     python benchmarks/feature_generation.py --seeds 1 --gan-steps 300   # quick look
@@ -54,7 +62,9 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "feature_generation.json"
 CACHE = ROOT / "benchmarks" / "cache" / "feature_generation"
 REFERENCE = "reference: 500 real per class"
-VARIANTS = ("as is", "oversampling", "in-class mixup", "FeatureGAN", REFERENCE)
+GAUSSIAN_BOUND = "bound: Gaussians with true moments"
+GAN_BOUND = "bound: FeatureGAN fitted on 500 real"
+VARIANTS = ("as is", "oversampling", "in-class mixup", "FeatureGAN", REFERENCE, GAUSSIAN_BOUND, GAN_BOUND)
 RARE = (7, 8, 9)
 
 
@@ -100,6 +110,25 @@ def in_class_mixup(features: torch.Tensor, labels: torch.Tensor, target: int, ge
     return fill_classes(features, labels, target, mix)
 
 
+def gaussian_fill(features: torch.Tensor, labels: torch.Tensor, target: int, moments_x: torch.Tensor,
+                  moments_y: torch.Tensor, generator: torch.Generator, shrink: float = 0.1):
+    """Rare classes filled up to ``target`` from a Gaussian with each class's moments in ``moments_x``.
+
+    A bound, not a method: the moments come from 500 real images per class that the methods never
+    see. The covariance is shrunk by ``shrink`` towards its diagonal (500 vectors of 512-d give a
+    singular estimate); draws are clamped at 0 like the pooled ReLU features they stand for.
+    """
+    def draw(members: torch.Tensor, need: int) -> torch.Tensor:
+        pool = moments_x[moments_y == labels[members[0]]]
+        cov = torch.cov(pool.T.double())
+        cov = (1 - shrink) * cov + shrink * torch.diag(torch.diag(cov)) + 1e-6 * torch.eye(len(cov), dtype=cov.dtype)
+        factor = torch.linalg.cholesky(cov).float()
+        draws = pool.mean(dim=0) + torch.randn(need, len(cov), generator=generator) @ factor.T
+        return draws.clamp_min(0) if bool((pool >= 0).all()) else draws
+
+    return fill_classes(features, labels, target, draw)
+
+
 def train_head(features: torch.Tensor, labels: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, steps: int,
                seed: int) -> torch.nn.Linear:
     generator = torch.Generator().manual_seed(seed)
@@ -129,11 +158,15 @@ def main() -> None:
     parser.add_argument("--gan-steps", type=int, default=2000)
     parser.add_argument("--head-steps", type=int, default=3000)
     parser.add_argument("--cls-weight", type=float, default=ganaug.FeatureGANConfig.cls_weight)
+    parser.add_argument("--gan-lr", type=float, default=ganaug.FeatureGANConfig.lr)
+    parser.add_argument("--moment-weight", type=float, default=ganaug.FeatureGANConfig.moment_weight)
     parser.add_argument("--extractor", type=Path, default=None,
                         help="a pretrain-extractor file to use instead of pretraining on the long-tailed set")
     parser.add_argument("--extractor-data", choices=("long-tailed", "disjoint"), default="long-tailed",
                         help="pretrain the extractor on the long-tailed set itself, or on a second long-tailed set "
                              "of other images (same counts), so that it has never seen the images the head trains on")
+    parser.add_argument("--no-gan-bound", dest="gan_bound", action="store_false",
+                        help="skip the 'FeatureGAN fitted on 500 real' bound row (one more fit per seed)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
 
@@ -171,7 +204,7 @@ def main() -> None:
     mean, std = train_x.mean(dim=0), train_x.std(dim=0).clamp_min(1e-6)
     print(f"long-tailed counts {counts}; features {tuple(train_x.shape)}", flush=True)
 
-    scores: dict[str, list] = {name: [] for name in VARIANTS}
+    scores: dict[str, list] = {name: [] for name in VARIANTS if args.gan_bound or name != GAN_BOUND}
     gan_seconds = []
     for seed in range(args.seeds):
         generator = torch.Generator().manual_seed(seed)
@@ -179,12 +212,18 @@ def main() -> None:
                     "oversampling": oversample(train_x, train_y, target, generator),
                     "in-class mixup": in_class_mixup(train_x, train_y, target, generator)}
         start = time.monotonic()
-        config = ganaug.FeatureGANConfig(steps=args.gan_steps, cls_weight=args.cls_weight, seed=seed, device="cpu")
+        config = ganaug.FeatureGANConfig(steps=args.gan_steps, cls_weight=args.cls_weight, lr=args.gan_lr,
+                                         moment_weight=args.moment_weight, seed=seed, device="cpu")
         feature_gan = ganaug.FeatureGAN(train_x.shape[1], 10, config).fit(train_x, train_y)
         gan_seconds.append(time.monotonic() - start)
         balanced = ganaug.FeatureDataset(train_x, train_y, feature_gan, balance="equalize", seed=seed)
         variants["FeatureGAN"] = (balanced.features, balanced.labels)
         variants[REFERENCE] = (reference_x, reference_y)
+        variants[GAUSSIAN_BOUND] = gaussian_fill(train_x, train_y, target, reference_x, reference_y, generator)
+        if args.gan_bound:
+            informed = ganaug.FeatureGAN(train_x.shape[1], 10, config).fit(reference_x, reference_y)
+            filled = ganaug.FeatureDataset(train_x, train_y, informed, balance="equalize", seed=seed)
+            variants[GAN_BOUND] = (filled.features, filled.labels)
         for name, (x, y) in variants.items():
             head = train_head(x, y, mean, std, args.head_steps, seed)
             recalls = per_class_recall(head, test_x, test_y, mean, std)
@@ -196,6 +235,7 @@ def main() -> None:
     results = {"command": " ".join(sys.argv), "counts": counts, "feature_dim": train_x.shape[1],
                "extractor": pretrain_info or {"file": str(extractor_file)}, "seeds": args.seeds,
                "gan_steps": args.gan_steps, "head_steps": args.head_steps, "cls_weight": args.cls_weight,
+               "gan_lr": args.gan_lr, "moment_weight": args.moment_weight,
                "feature_gan_fit_seconds": float(np.mean(gan_seconds)), "rare_classes": list(RARE), "variants": {}}
     for name, runs in scores.items():
         recalls = np.array(runs)  # (seeds, classes)

@@ -179,13 +179,16 @@ def _build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     extract.set_defaults(handler=_features_extract)
     fit = stages.add_parser("train", help="train a FeatureGAN on a features file",
-                            description="Train a class-conditional WGAN-GP (with f-CLSWGAN's classification loss) "
-                                        "on the vectors of a features file and save it to a folder.")
+                            description="Train a class-conditional WGAN-GP (with f-CLSWGAN's classification loss "
+                                        "and optional per-class moment matching) on the vectors of a features file "
+                                        "and save it to a folder.")
     fit.add_argument("features", type=Path, help="features file written by 'ganaug features extract'")
     fit.add_argument("--out", type=Path, required=True, help="folder to write the model to")
     fit.add_argument("--steps", type=int, default=2000, help="generator updates (default: 2000)")
     fit.add_argument("--batch-size", type=int, default=128, help="batch size (default: 128)")
     fit.add_argument("--cls-weight", type=float, default=0.1, help="classification-loss weight (default: 0.1)")
+    fit.add_argument("--moment-weight", type=float, default=0.0,
+                     help="weight of the per-class mean and spread matching term (default: 0, off)")
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     fit.set_defaults(handler=_features_train)
@@ -420,7 +423,7 @@ def _features_train(args: argparse.Namespace) -> int:
     classes = json.loads(metadata["classes"]) if "classes" in metadata else None
     num_classes = len(classes) if classes else int(labels.max()) + 1
     config = FeatureGANConfig(steps=args.steps, batch_size=args.batch_size, cls_weight=args.cls_weight,
-                              seed=args.seed, device=args.device)
+                              moment_weight=args.moment_weight, seed=args.seed, device=args.device)
     model = FeatureGAN(features.shape[1], num_classes, config, classes=classes).fit(features, labels,
                                                                                     progress=not args.quiet)
     model.save_pretrained(args.out)
