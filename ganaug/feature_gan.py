@@ -181,7 +181,7 @@ class FeatureGAN:
         real = self._standardize(features).to(device)
         labels_d = labels.to(device)
         classifier = self._train_classifier(real, labels_d)
-        moments = _class_moments(real, labels_d, self.num_classes)
+        moments = _class_moments(real, labels_d, self.num_classes) if config.moment_weight > 0 else None
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed + 1)
             critic = _ConditionalMLP(self.feature_dim, self.num_classes, config.embed_dim, config.hidden_dim,
@@ -211,7 +211,7 @@ class FeatureGAN:
             adversarial = -critic(x_fake, y).mean()
             classification = F.cross_entropy(classifier(x_fake), y)
             g_loss = adversarial + config.cls_weight * classification
-            if config.moment_weight > 0:
+            if moments is not None:
                 g_loss = g_loss + config.moment_weight * self._moment_loss(moments, generator_rng)
             g_opt.zero_grad(set_to_none=True)
             g_loss.backward()
