@@ -187,6 +187,7 @@ def _build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--steps", type=int, default=2000, help="generator updates (default: 2000)")
     fit.add_argument("--batch-size", type=int, default=128, help="batch size (default: 128)")
     fit.add_argument("--cls-weight", type=float, default=0.1, help="classification-loss weight (default: 0.1)")
+    fit.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate of both networks (default: 1e-4)")
     fit.add_argument("--moment-weight", type=float, default=0.0,
                      help="weight of the per-class mean and spread matching term (default: 0, off)")
     fit.add_argument("--seed", type=int, default=0)
@@ -423,7 +424,7 @@ def _features_train(args: argparse.Namespace) -> int:
     classes = json.loads(metadata["classes"]) if "classes" in metadata else None
     num_classes = len(classes) if classes else int(labels.max()) + 1
     config = FeatureGANConfig(steps=args.steps, batch_size=args.batch_size, cls_weight=args.cls_weight,
-                              moment_weight=args.moment_weight, seed=args.seed, device=args.device)
+                              lr=args.lr, moment_weight=args.moment_weight, seed=args.seed, device=args.device)
     model = FeatureGAN(features.shape[1], num_classes, config, classes=classes).fit(features, labels,
                                                                                     progress=not args.quiet)
     model.save_pretrained(args.out)

@@ -220,8 +220,9 @@ def test_features_cli_extract_train_sample(tmp_path, extractor_file, capsys):
     features, labels, _ = load_features(feats)
     assert features.shape[0] == 2000 and labels.max() == 9
     assert main(["-q", "features", "train", str(feats), "--out", str(tmp_path / "fgan"), "--steps", "3",
-                 "--moment-weight", "0.5"]) == 0
-    assert FeatureGAN.from_pretrained(tmp_path / "fgan").config.moment_weight == 0.5
+                 "--lr", "2e-4", "--moment-weight", "0.5"]) == 0
+    config = FeatureGAN.from_pretrained(tmp_path / "fgan").config
+    assert (config.lr, config.moment_weight) == (2e-4, 0.5)
     out = tmp_path / "synthetic.safetensors"
     assert main(["-q", "features", "sample", str(tmp_path / "fgan"), "--num-per-class", "7", "--out", str(out)]) == 0
     synthetic, synthetic_labels, _ = load_features(out)
