@@ -49,6 +49,7 @@ import json
 import math
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -152,6 +153,57 @@ def per_class_recall(head, features, labels, mean, std) -> list[float]:
     return [float((predictions[labels == c] == c).float().mean()) for c in range(10)]
 
 
+@dataclass
+class Setting:
+    """The benchmark's features: long-tailed train, test, and the 500-per-class reference set."""
+
+    counts: list[int]
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    reference_x: torch.Tensor
+    reference_y: torch.Tensor
+    extractor_info: dict
+    data: ganaug.ImageDataset  # the long-tailed training images
+    extractor: ganaug.FeatureExtractor
+
+
+def load_setting(extractor_data: str = "long-tailed", extractor_file: Path | None = None) -> Setting:
+    """Pick the long-tailed set, pretrain (or reuse) the extractor, embed everything once (cached)."""
+    train, test = ganaug.load_fashion_mnist("train"), ganaug.load_fashion_mnist("test")
+    if train.source.kind == "embedded":
+        raise SystemExit("the full Fashion-MNIST is missing: apt-get install dataset-fashion-mnist")
+    counts = long_tailed_counts()
+    data = long_tailed_subset(train, counts)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    if extractor_file is None:
+        disjoint = extractor_data == "disjoint"
+        extractor_file = CACHE / ("resnet10t_disjoint_longtailed.safetensors" if disjoint
+                                  else "resnet10t_longtailed.safetensors")
+        pretrain_data = long_tailed_subset(train, counts, skip=counts) if disjoint else data
+        described = ("a second long-tailed set of other images (same counts), never the head's training images"
+                     if disjoint else "the long-tailed training set only")
+        if not extractor_file.is_file():
+            epochs = math.ceil(30_000 / len(pretrain_data))
+            result = ganaug.pretrain_extractor(pretrain_data, extractor_file, model_name="resnet10t", input_size=32,
+                                               epochs=epochs, progress=False)
+            print(f"extractor pretrained on {described}: held-out accuracy {result.val_accuracy:.3f} "
+                  f"({result.seconds:.0f} s)", flush=True)
+        info = {"file": str(extractor_file.relative_to(ROOT)), "data": described}
+    else:
+        info = {"file": str(extractor_file)}
+    extractor = ganaug.FeatureExtractor("resnet10t", pretrained=extractor_file)
+    tag = extractor_file.stem
+    train_x, train_y = extract_features(data, extractor, cache=CACHE / f"{tag}_train.safetensors", progress=False)
+    test_x, test_y = extract_features(test, extractor, cache=CACHE / f"{tag}_test.safetensors", progress=False)
+    # reference, not a method: 500 real images of every class (the long-tailed picks first, then more)
+    reference = long_tailed_subset(train, [max(counts)] * len(counts))
+    reference_x, reference_y = extract_features(reference, extractor, cache=CACHE / f"{tag}_balanced500.safetensors",
+                                                progress=False)
+    return Setting(counts, train_x, train_y, test_x, test_y, reference_x, reference_y, info, data, extractor)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=3)
@@ -170,37 +222,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
 
-    train, test = ganaug.load_fashion_mnist("train"), ganaug.load_fashion_mnist("test")
-    if train.source.kind == "embedded":
-        raise SystemExit("the full Fashion-MNIST is missing: apt-get install dataset-fashion-mnist")
-    counts = long_tailed_counts()
-    data = long_tailed_subset(train, counts)
-    CACHE.mkdir(parents=True, exist_ok=True)
-    extractor_file = args.extractor
-    pretrain_info = None
-    if extractor_file is None:
-        disjoint = args.extractor_data == "disjoint"
-        extractor_file = CACHE / ("resnet10t_disjoint_longtailed.safetensors" if disjoint
-                                  else "resnet10t_longtailed.safetensors")
-        pretrain_data = long_tailed_subset(train, counts, skip=counts) if disjoint else data
-        described = ("a second long-tailed set of other images (same counts), never the head's training images"
-                     if disjoint else "the long-tailed training set only")
-        if not extractor_file.is_file():
-            epochs = math.ceil(30_000 / len(pretrain_data))
-            result = ganaug.pretrain_extractor(pretrain_data, extractor_file, model_name="resnet10t", input_size=32,
-                                               epochs=epochs, progress=False)
-            print(f"extractor pretrained on {described}: held-out accuracy {result.val_accuracy:.3f} "
-                  f"({result.seconds:.0f} s)", flush=True)
-        pretrain_info = {"file": str(extractor_file.relative_to(ROOT)), "data": described}
-    extractor = ganaug.FeatureExtractor("resnet10t", pretrained=extractor_file)
-    tag = extractor_file.stem
-    train_x, train_y = extract_features(data, extractor, cache=CACHE / f"{tag}_train.safetensors", progress=False)
-    test_x, test_y = extract_features(test, extractor, cache=CACHE / f"{tag}_test.safetensors", progress=False)
-    target = max(counts)
-    # reference, not a method: 500 real images of every class (the long-tailed picks first, then more)
-    reference = long_tailed_subset(train, [target] * len(counts))
-    reference_x, reference_y = extract_features(reference, extractor, cache=CACHE / f"{tag}_balanced500.safetensors",
-                                                progress=False)
+    setting = load_setting(args.extractor_data, args.extractor)
+    counts, target, pretrain_info = setting.counts, max(setting.counts), setting.extractor_info
+    train_x, train_y, test_x, test_y = setting.train_x, setting.train_y, setting.test_x, setting.test_y
+    reference_x, reference_y = setting.reference_x, setting.reference_y
     mean, std = train_x.mean(dim=0), train_x.std(dim=0).clamp_min(1e-6)
     print(f"long-tailed counts {counts}; features {tuple(train_x.shape)}", flush=True)
 
@@ -233,7 +258,7 @@ def main() -> None:
                   "vectors)", flush=True)
 
     results = {"command": " ".join(sys.argv), "counts": counts, "feature_dim": train_x.shape[1],
-               "extractor": pretrain_info or {"file": str(extractor_file)}, "seeds": args.seeds,
+               "extractor": pretrain_info, "seeds": args.seeds,
                "gan_steps": args.gan_steps, "head_steps": args.head_steps, "cls_weight": args.cls_weight,
                "gan_lr": args.gan_lr, "moment_weight": args.moment_weight,
                "feature_gan_fit_seconds": float(np.mean(gan_seconds)), "rare_classes": list(RARE), "variants": {}}
