@@ -142,6 +142,30 @@ def train(dataset: ImageDataset, config: TrainConfig, run_dir: str | os.PathLike
         context.close()
 
 
+def _saved_config_for_resume(saved: dict, config: TrainConfig, run_dir: Path) -> dict:
+    """A run's saved config, completed with the defaults of fields added to TrainConfig since it started.
+
+    A run started by an older ganaug resumes when the fields added since are left at their
+    defaults (a non-default value is a change, which the caller reports; a default that changes
+    the networks' shape is reported when the checkpoint is loaded). Fields this ganaug does not
+    know mean that a newer ganaug started the run.
+    """
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(saved) - set(fields))
+    if unknown:
+        raise ValueError(f"cannot resume {str(run_dir)!r}: its config has fields this ganaug does not know "
+                         f"({unknown}); it was started by a newer ganaug")
+    added = [name for name in fields if name not in saved]
+    if not added:
+        return saved
+    defaults = TrainConfig(steps=1)  # any budget: only the added fields' defaults are read
+    completed = dict(saved)
+    for name in added:
+        completed[name] = json.loads(json.dumps(getattr(defaults, name)))
+    logger.info("run %s predates config fields %s; they take their defaults", run_dir, added)
+    return completed
+
+
 class _Trainer:
     """The state of one run: data, models, optimizers, counters. One method per stage."""
 
@@ -212,6 +236,7 @@ class _Trainer:
         path = self.run_dir / "config.json"
         if resume:
             info = json.loads(path.read_text())
+            info["config"] = _saved_config_for_resume(info["config"], self.config, self.run_dir)
             current = json.loads(json.dumps(dataclasses.asdict(self.config)))  # as it reads back from JSON
             if info["config"] != current:
                 changed = sorted(k for k, v in current.items()

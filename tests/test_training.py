@@ -113,6 +113,27 @@ def test_resume_refuses_a_changed_config_and_a_fresh_start_refuses_an_existing_r
         ganaug.train(small_data, tiny_config(backbone_weights=weights), tmp_path / "nothing", resume=True)
 
 
+def test_resume_a_run_that_predates_a_config_field(small_data, extractor_file, tmp_path):
+    """A field added to TrainConfig after a run started takes its default on resume; other edits still refuse."""
+    weights, run = str(extractor_file), tmp_path / "run"
+    ganaug.train(small_data, tiny_config(steps=2, backbone_weights=weights), run, progress=False)
+    info = json.loads((run / "config.json").read_text())
+    del info["config"]["max_restores"]  # as written by a ganaug that did not have the field yet
+    (run / "config.json").write_text(json.dumps(info))
+    with pytest.raises(ValueError, match=r"different config: \['max_restores'\]"):
+        ganaug.train(small_data, tiny_config(steps=3, max_restores=7, backbone_weights=weights), run, resume=True,
+                     progress=False)
+    resumed = ganaug.train(small_data, tiny_config(steps=3, backbone_weights=weights), run, resume=True,
+                           progress=False)
+    assert resumed.info["step"] == 3
+    assert json.loads((run / "config.json").read_text())["config"]["max_restores"] == 3  # completed on disk
+    info = json.loads((run / "config.json").read_text())
+    info["config"]["from_the_future"] = 1
+    (run / "config.json").write_text(json.dumps(info))
+    with pytest.raises(ValueError, match=r"does not know \(\['from_the_future'\]\).*newer ganaug"):
+        ganaug.train(small_data, tiny_config(steps=4, backbone_weights=weights), run, resume=True, progress=False)
+
+
 def test_backbone_gets_no_updates(small_data, extractor_file, tmp_path):
     ganaug.train(small_data, tiny_config(steps=3, backbone_weights=str(extractor_file)), tmp_path / "run",
                  progress=False)
