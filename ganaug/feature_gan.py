@@ -370,7 +370,12 @@ class FeatureGAN:
         path = Path(path)
         file = path / MODEL_FILE if path.is_dir() else path
         tensors, info = read_checkpoint(file, file_format=FEATURE_GAN_FORMAT)
-        config = FeatureGANConfig(**{**info["config"], "device": device})
+        known = {f.name for f in dataclasses.fields(FeatureGANConfig)}
+        unknown = sorted(set(info["config"]) - known)
+        if unknown:
+            raise ValueError(f"{str(file)!r} has config fields this ganaug does not know ({unknown}); it was "
+                             "written by a newer ganaug")
+        config = FeatureGANConfig(**{**info["config"], "device": device})  # fields added since take defaults
         model = cls(info["feature_dim"], info["num_classes"], config, classes=info["classes"])
         model.generator.load_state_dict(strip_prefix(tensors, "generator"))
         model.register_stats(tensors["stats.mean"], tensors["stats.std"], info["nonnegative"])

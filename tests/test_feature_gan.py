@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from ganaug import FeatureDataset, FeatureGAN, FeatureGANConfig, extract_features
-from ganaug.checkpoint import CheckpointError
+from ganaug.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
 from ganaug.feature_dataset import load_features, save_features
-from ganaug.feature_gan import _class_moments, _squared_mean_distance
+from ganaug.feature_gan import FEATURE_GAN_FORMAT, MODEL_FILE, _class_moments, _squared_mean_distance
 
 DIM, CLASSES = 8, 3
 
@@ -78,6 +78,22 @@ def test_save_and_load_round_trip(fitted, tmp_path):
     (tmp_path / "other.safetensors").write_bytes(b"not a model")
     with pytest.raises(CheckpointError):
         FeatureGAN.from_pretrained(tmp_path / "other.safetensors")
+
+
+def test_load_files_written_by_older_and_newer_versions(fitted, tmp_path):
+    """A config field added since the file was written takes its default; an unknown one is refused by name."""
+    trained = fitted[0]
+    file = trained.save_pretrained(tmp_path / "fgan") / MODEL_FILE
+    tensors, info = read_checkpoint(file, file_format=FEATURE_GAN_FORMAT)
+    del info["config"]["moment_samples"]  # as written before the field existed
+    write_checkpoint(file, tensors, info, file_format=FEATURE_GAN_FORMAT)
+    loaded = FeatureGAN.from_pretrained(file)
+    assert loaded.config.moment_samples == FeatureGANConfig().moment_samples
+    assert torch.equal(loaded.sample(5, seed=0), trained.sample(5, seed=0))
+    info["config"]["from_the_future"] = 1
+    write_checkpoint(file, tensors, info, file_format=FEATURE_GAN_FORMAT)
+    with pytest.raises(ValueError, match=r"does not know \(\['from_the_future'\]\).*newer ganaug"):
+        FeatureGAN.from_pretrained(file)
 
 
 def test_nonnegative_features_give_nonnegative_samples():
