@@ -27,6 +27,7 @@ With the defaults (2,000 steps), a fit on 10 classes of 512-d features takes abo
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import time
 from collections.abc import Sequence
@@ -37,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ganaug._io import atomic_path
 from ganaug.checkpoint import read_checkpoint, strip_prefix, write_checkpoint
 from ganaug.gan import _generator
 from ganaug.metrics import _check_features
@@ -354,7 +356,11 @@ class FeatureGAN:
     # --- saving -----------------------------------------------------------------------------------
 
     def save_pretrained(self, path: str | os.PathLike) -> Path:
-        """Write ``path/feature_gan.safetensors`` (weights and statistics; config as JSON in its header)."""
+        """Write ``path/feature_gan.safetensors`` (weights and statistics; config as JSON in its header).
+
+        As with :meth:`GANAug.save_pretrained`, the same information is written, for people, to
+        ``path/config.json``; loading reads the .safetensors file only.
+        """
         path = Path(path)
         tensors = {f"generator.{k}": v for k, v in self.generator.state_dict().items()}
         tensors.update({"stats.mean": self.mean, "stats.std": self.std})
@@ -362,6 +368,8 @@ class FeatureGAN:
                 "nonnegative": self.nonnegative, "fitted": self.fitted,
                 "config": {**dataclasses.asdict(self.config), "device": None}, "history": self.history[-20:]}
         write_checkpoint(path / MODEL_FILE, tensors, info, file_format=FEATURE_GAN_FORMAT)
+        with atomic_path(path / "config.json") as tmp:
+            tmp.write_text(json.dumps({"format": FEATURE_GAN_FORMAT, **info}, indent=2))
         return path
 
     @classmethod

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -75,6 +77,8 @@ def test_save_and_load_round_trip(fitted, tmp_path):
     loaded = FeatureGAN.from_pretrained(tmp_path / "fgan", device="cpu")
     assert torch.equal(loaded.sample(20, seed=1), trained.sample(20, seed=1))
     assert loaded.config.steps == SMALL["steps"] and loaded.fitted and loaded.history == trained.history
+    readable = json.loads((tmp_path / "fgan" / "config.json").read_text())  # for people, as GANAug writes
+    assert readable["config"]["steps"] == SMALL["steps"] and readable["feature_dim"] == DIM
     (tmp_path / "other.safetensors").write_bytes(b"not a model")
     with pytest.raises(CheckpointError):
         FeatureGAN.from_pretrained(tmp_path / "other.safetensors")
