@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("timm").setLevel(logging.WARNING)
     try:
         return args.handler(args) or 0
-    except (ValueError, TypeError, FileNotFoundError, NotADirectoryError, ConnectionError, RuntimeError) as error:
+    except (ValueError, TypeError, OSError, RuntimeError) as error:  # OSError: missing, existing or unwritable paths
         command = " ".join(filter(None, (args.command, getattr(args, "stage", None))))
         print(f"ganaug {command}: error: {error}", file=sys.stderr)
         return 2
@@ -194,13 +194,14 @@ def _build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     fit.set_defaults(handler=_features_train)
     draw = stages.add_parser("sample", help="write synthetic feature vectors",
-                             description="Write NUM_PER_CLASS synthetic vectors of every class (or of --class) to "
-                                         "a features file.")
+                             description="Write NUM_PER_CLASS synthetic vectors of every class the model was "
+                                         "trained on (or of --class) to a features file.")
     draw.add_argument("model", type=Path, help="folder written by 'ganaug features train'")
     draw.add_argument("--num-per-class", type=int, required=True, help="vectors per class")
     draw.add_argument("--class", dest="class_label", default=None, help="only this class (index or name)")
     draw.add_argument("--out", type=Path, required=True, help="the .safetensors file to write")
     draw.add_argument("--seed", type=int, default=0)
+    draw.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     draw.set_defaults(handler=_features_sample)
 
     demo = commands.add_parser("demo", help="train a conditional GAN on Fashion-MNIST in about 5 CPU minutes",
@@ -393,8 +394,9 @@ def _features_extract(args: argparse.Namespace) -> int:
 
     from ganaug.data import load_dataset
     from ganaug.evaluation import load_eval_extractor
-    from ganaug.feature_dataset import extract_features, save_features
+    from ganaug.feature_dataset import check_output_file, extract_features, save_features
 
+    check_output_file(args.out, "--out")  # before any image is embedded
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if Path(args.extractor).is_dir():
         from ganaug.gan import GANAug
@@ -402,7 +404,7 @@ def _features_extract(args: argparse.Namespace) -> int:
         extractor = GANAug.from_pretrained(args.extractor, device=device).extractor
         if extractor is None:
             raise ValueError(f"--extractor {args.extractor!r}: this model has no feature network")
-    elif args.extractor == "run" or args.extractor.startswith("inception"):
+    elif args.extractor in ("run", "inception") or args.extractor.startswith("inception:"):  # evaluation-only names
         raise ValueError(f"--extractor should be a .safetensors file, a timm model name or a run directory, "
                          f"got {args.extractor!r}")
     else:
@@ -420,6 +422,8 @@ def _features_train(args: argparse.Namespace) -> int:
     from ganaug.feature_dataset import load_features
     from ganaug.feature_gan import FeatureGAN, FeatureGANConfig
 
+    if args.out.exists() and not args.out.is_dir():
+        raise ValueError(f"--out {str(args.out)!r} is a file; give a folder to write the model to")
     features, labels, metadata = load_features(args.features)
     classes = json.loads(metadata["classes"]) if "classes" in metadata else None
     num_classes = len(classes) if classes else int(labels.max()) + 1
@@ -437,13 +441,14 @@ def _features_train(args: argparse.Namespace) -> int:
 def _features_sample(args: argparse.Namespace) -> int:
     import torch
 
-    from ganaug.feature_dataset import save_features
+    from ganaug.feature_dataset import check_output_file, save_features
     from ganaug.feature_gan import FeatureGAN
 
     if args.num_per_class < 1:
         raise ValueError(f"--num-per-class should be a positive int, got {args.num_per_class}")
-    model = FeatureGAN.from_pretrained(args.model)
-    classes = (range(model.num_classes) if args.class_label is None
+    check_output_file(args.out, "--out")
+    model = FeatureGAN.from_pretrained(args.model, device=args.device)
+    classes = (model.trained_classes if args.class_label is None
                else [_class_index(args.class_label, model.classes)])
     labels = torch.tensor(list(classes)).repeat_interleave(args.num_per_class)
     features = model.sample(len(labels), labels, seed=args.seed)

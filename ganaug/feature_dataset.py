@@ -7,6 +7,7 @@ vectors, and train on those. ``FeatureDataset`` then balances rare classes with 
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -35,7 +36,7 @@ def _to_chw_tensor(image: Any) -> torch.Tensor:
         array = array[..., None]
     if array.ndim != 3:
         raise ValueError(f"dataset images should be (H, W), (H, W, C) or tensors (C, H, W), got {array.shape}")
-    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
+    return torch.from_numpy(array.transpose(2, 0, 1).copy())  # a copy: PIL arrays are read-only
 
 
 def _collate(items: list) -> tuple[torch.Tensor, torch.Tensor]:
@@ -44,16 +45,41 @@ def _collate(items: list) -> tuple[torch.Tensor, torch.Tensor]:
     return images, labels
 
 
+def check_output_file(path: str | os.PathLike, name: str) -> Path:
+    """A ``.safetensors`` path that can be written: checked before any work that would be lost."""
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise ValueError(f"{name} should end in .safetensors, got {str(path)!r}")
+    if path.is_dir():
+        raise ValueError(f"{name} {str(path)!r} is a directory; give a .safetensors file path")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"{name} {str(path)!r}: the folder {str(path.parent)!r} does not exist")
+    return path
+
+
+def extractor_key(extractor: object) -> str:
+    """What identifies an extractor's features: its model, weights origin, settings and a hash of its weights."""
+    parts = [str(getattr(extractor, "model_name", type(extractor).__name__)),
+             str(getattr(extractor, "weights_origin", ""))]
+    parts += [f"{attr}={getattr(extractor, attr)}" for attr in ("out_indices", "input_size")
+              if hasattr(extractor, attr)]
+    if isinstance(extractor, torch.nn.Module):
+        digest = hashlib.sha256()
+        for name, tensor in sorted(extractor.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        parts.append(f"weights={digest.hexdigest()[:16]}")
+    return "|".join(parts)
+
+
 def save_features(path: str | os.PathLike, features: torch.Tensor, labels: torch.Tensor,
                   metadata: Mapping[str, str] | None = None) -> Path:
     """Write features and labels to a ``.safetensors`` file, atomically."""
-    path = Path(path)
-    if path.suffix != ".safetensors":
-        raise ValueError(f"path should end in .safetensors, got {str(path)!r}")
+    path = check_output_file(path, "path")
     features, labels = check_features(features, labels)
     with atomic_path(path) as tmp:
         save_file({"features": features.contiguous(), "labels": labels.contiguous()}, str(tmp),
-                  metadata={"format": FEATURES_FORMAT, **(metadata or {})})
+                  metadata={**(metadata or {}), "format": FEATURES_FORMAT})
     return path
 
 
@@ -86,11 +112,14 @@ def extract_features(dataset: Dataset, extractor: torch.nn.Module, batch_size: i
     Args:
         dataset: map-style, items ``(image, label)``; images as PIL, numpy (H, W[, C]) or tensors
             (C, H, W), uint8 or float in [0, 1] (a :class:`ganaug.ImageDataset` works as is).
-        extractor: has ``embed(images) -> (N, D)``; it runs on its own device.
+        extractor: has ``embed(images) -> (N, D)``; it runs on its own device, in eval mode
+            while embedding (a module's train mode is restored afterwards).
         batch_size: images per pass.
         cache: a ``.safetensors`` path: read from it when it holds this dataset's features
-            (same length, same extractor, and the same labels when the dataset exposes
-            ``labels`` or ``targets``), else computed and written there atomically.
+            (same length; same extractor: model, weights origin, ``out_indices``, ``input_size``
+            and a hash of its weights; and the same labels when the dataset exposes ``labels``
+            or ``targets``), else computed and written there atomically. A file there that is
+            not a features file raises ValueError rather than being overwritten.
         num_workers: DataLoader workers that decode the images.
         progress: show a progress bar.
     """
@@ -100,8 +129,10 @@ def extract_features(dataset: Dataset, extractor: torch.nn.Module, batch_size: i
         raise TypeError(f"extractor should have an embed(images) method, got {type(extractor).__name__}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size should be a positive int, got {batch_size!r}")
-    name = f"{getattr(extractor, 'model_name', type(extractor).__name__)}|{getattr(extractor, 'weights_origin', '')}"
-    if cache is not None and Path(cache).is_file():
+    if cache is not None:
+        cache = check_output_file(cache, "cache")
+    name = extractor_key(extractor)
+    if cache is not None and cache.is_file():
         features, labels, metadata = load_features(cache)
         known = getattr(dataset, "labels", getattr(dataset, "targets", None))
         same_labels = known is None or torch.equal(torch.as_tensor(known, dtype=torch.int64).flatten(), labels)
@@ -112,9 +143,16 @@ def extract_features(dataset: Dataset, extractor: torch.nn.Module, batch_size: i
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                         collate_fn=_collate)
     features, labels = [], []
-    for images, batch_labels in tqdm(loader, desc="extract features", unit="batch", disable=not progress):
-        features.append(extractor.embed(images.to(device)).float().cpu())
-        labels.append(batch_labels)
+    was_training = isinstance(extractor, torch.nn.Module) and extractor.training
+    if was_training:
+        extractor.eval()  # frozen: no batch statistics, no running-stat updates
+    try:
+        for images, batch_labels in tqdm(loader, desc="extract features", unit="batch", disable=not progress):
+            features.append(extractor.embed(images.to(device)).float().cpu())
+            labels.append(batch_labels)
+    finally:
+        if was_training:
+            extractor.train()
     if not features:
         raise ValueError("dataset should not be empty")
     features, labels = torch.cat(features), torch.cat(labels)
@@ -134,7 +172,7 @@ class FeatureDataset(Dataset):
         real_features: float (N, D).
         labels: int (N,).
         feature_gan: the generator of synthetic vectors; needed whenever ``balance`` asks for some.
-        balance: "equalize" (every class up to the largest real class), a dict
+        balance: "equalize" (every class that has real vectors up to the largest), a dict
             ``{class: target count}`` (classes not named get none), or None (real vectors only).
         seed: seeds the synthetic vectors.
         return_is_synthetic: items become ``(feature, label, is_synthetic)``.
@@ -187,8 +225,8 @@ class FeatureDataset(Dataset):
 def _target_counts(balance: str | Mapping[int, int] | None, real_counts: torch.Tensor) -> torch.Tensor:
     if balance is None:
         return real_counts.clone()
-    if balance == "equalize":
-        return torch.full_like(real_counts, int(real_counts.max()))
+    if balance == "equalize":  # classes with no real vectors stay empty, as in ExpandedDataset
+        return torch.where(real_counts > 0, real_counts.max(), real_counts)
     if isinstance(balance, Mapping):
         targets = real_counts.clone()
         for label, count in balance.items():

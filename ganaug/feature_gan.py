@@ -30,7 +30,8 @@ import dataclasses
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,7 +87,16 @@ class FeatureGANConfig:
         for name in ("cls_weight", "moment_weight"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} should be >= 0, got {getattr(self, name)!r}")
-        self.betas = tuple(self.betas)
+        betas = tuple(self.betas)
+        if len(betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas):
+            raise ValueError(f"betas should be two numbers in [0, 1), got {self.betas!r}")
+        self.betas = betas
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ValueError(f"seed should be an int, got {self.seed!r}")
+        if not isinstance(self.class_balanced, bool):
+            raise ValueError(f"class_balanced should be True or False, got {self.class_balanced!r}")
+        if self.device is not None:
+            torch.device(self.device)  # raises on a malformed device string
 
 
 def check_features(features: object, labels: object, num_classes: int | None = None,
@@ -106,7 +116,19 @@ def check_features(features: object, labels: object, num_classes: int | None = N
         expected = f"[0, {num_classes})" if num_classes is not None else ">= 0"
         raise ValueError(f"{label_name} should lie in {expected}, got values in [{int(labels.min())}, "
                          f"{int(labels.max())}]")
-    return features.float(), labels
+    return features.detach().float().cpu(), labels.cpu()
+
+
+@contextmanager
+def _seeded_init(seed: int) -> Iterator[None]:
+    """Draw initial weights from ``seed`` (modules are built on the CPU), leaving the caller's RNGs as they were.
+
+    Only the CPU generator is forked and seeded: ``torch.manual_seed`` would also reseed every
+    CUDA generator, which ``fork_rng(devices=[])`` does not restore.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.random.default_generator.manual_seed(seed)
+        yield
 
 
 class _ConditionalMLP(nn.Module):
@@ -147,17 +169,24 @@ class FeatureGAN:
         if len(self.classes) != num_classes:
             raise ValueError(f"classes should name {num_classes} classes, got {len(self.classes)}")
         self.device = torch.device(self.config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.config.seed)
+        with _seeded_init(self.config.seed):
             self.generator = _ConditionalMLP(self.config.noise_dim, num_classes, self.config.embed_dim,
                                              self.config.hidden_dim, feature_dim).to(self.device)
         self.register_stats(torch.zeros(feature_dim), torch.ones(feature_dim), nonnegative=False)
         self.history: list[dict] = []
         self.fitted = False
+        self.class_counts: list[int] | None = None  # real vectors per class in the last fit
 
     def register_stats(self, mean: torch.Tensor, std: torch.Tensor, nonnegative: bool) -> None:
         """The real features' per-dimension mean and std (the generator works in standardized units)."""
         self.mean, self.std, self.nonnegative = mean.float().cpu(), std.float().cpu(), bool(nonnegative)
+
+    @property
+    def trained_classes(self) -> list[int]:
+        """Classes the last fit saw vectors of (all classes for a model saved before this was recorded)."""
+        if self.class_counts is None:
+            return list(range(self.num_classes))
+        return [c for c, n in enumerate(self.class_counts) if n > 0]
 
     # --- training ---------------------------------------------------------------------------------
 
@@ -172,20 +201,18 @@ class FeatureGAN:
         """
         from tqdm.auto import tqdm
 
-        features, labels = check_features(features, labels, self.num_classes)
-        if features.shape[1] != self.feature_dim:
-            raise ValueError(f"features should have {self.feature_dim} dimensions, got {features.shape[1]}")
+        features, labels = self._check_inputs(features, labels)
         config, device = self.config, self.device
         generator_rng = torch.Generator().manual_seed(config.seed)
         nonnegative = bool((features >= 0).all())
+        self.class_counts = torch.bincount(labels, minlength=self.num_classes).tolist()
         self.register_stats(features.mean(dim=0), features.std(dim=0).clamp_min(1e-6) if len(features) > 1
                             else torch.ones(self.feature_dim), nonnegative)
         real = self._standardize(features).to(device)
         labels_d = labels.to(device)
         classifier = self._train_classifier(real, labels_d)
         moments = _class_moments(real, labels_d, self.num_classes) if config.moment_weight > 0 else None
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(config.seed + 1)
+        with _seeded_init(config.seed + 1):
             critic = _ConditionalMLP(self.feature_dim, self.num_classes, config.embed_dim, config.hidden_dim,
                                      1).to(device)
         g_opt = torch.optim.Adam(self.generator.parameters(), lr=config.lr, betas=config.betas)
@@ -229,10 +256,15 @@ class FeatureGAN:
         self.fitted = True
         return self
 
+    def _check_inputs(self, features: object, labels: object) -> tuple[torch.Tensor, torch.Tensor]:
+        features, labels = check_features(features, labels, self.num_classes)
+        if features.shape[1] != self.feature_dim:
+            raise ValueError(f"features should have {self.feature_dim} dimensions, got {features.shape[1]}")
+        return features, labels
+
     def _train_classifier(self, real: torch.Tensor, labels: torch.Tensor) -> nn.Linear:
         """The frozen softmax classifier of the generator's classification loss."""
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.config.seed + 2)
+        with _seeded_init(self.config.seed + 2):
             classifier = nn.Linear(self.feature_dim, self.num_classes).to(self.device)
         optimizer = torch.optim.LBFGS(classifier.parameters(), lr=1, max_iter=self.config.classifier_steps,
                                       history_size=20, line_search_fn="strong_wolfe")
@@ -303,14 +335,22 @@ class FeatureGAN:
         """
         if isinstance(num, bool) or not isinstance(num, int) or num < 0:
             raise ValueError(f"num should be a non-negative int, got {num!r}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size should be a positive int, got {batch_size!r}")
         if labels is None:
-            labels = torch.arange(num) % self.num_classes
-        elif isinstance(labels, int):
-            labels = torch.full((num,), labels)
-        labels = torch.as_tensor(labels).long().flatten()
+            trained = torch.tensor(self.trained_classes)
+            labels = trained[torch.arange(num) % len(trained)]
+        labels = torch.as_tensor(labels)
+        if labels.is_floating_point() or labels.dtype == torch.bool:
+            raise TypeError(f"labels should be integers, got {labels.dtype}")
+        labels = labels.long().expand(num) if labels.ndim == 0 else labels.long().flatten()
         if len(labels) != num:
             raise ValueError(f"labels should hold one label per vector ({num}), got {len(labels)}")
         check_labels(labels.tolist(), self.num_classes)
+        unseen = sorted(set(labels.tolist()) - set(self.trained_classes))
+        if unseen:
+            raise ValueError(f"labels {unseen} name classes with no vectors in the data this FeatureGAN was fitted "
+                             f"on (class counts {self.class_counts}); it cannot generate them")
         noise = torch.randn(num, self.config.noise_dim, generator=_generator(seed))
         self.generator.eval()
         out = [self.generator(noise[i:i + batch_size].to(self.device), labels[i:i + batch_size].to(self.device)).cpu()
@@ -328,13 +368,12 @@ class FeatureGAN:
         generator and returns ``E[D(real)] - E[D(fake)]`` on the whole real set: a model-free way
         to compare generators, since the critic of :meth:`fit` is not kept.
         """
-        features, labels = check_features(features, labels, self.num_classes)
+        features, labels = self._check_inputs(features, labels)
         config, device = self.config, self.device
         rng = torch.Generator().manual_seed(seed)
         real = self._standardize(features).to(device)
         labels_d = labels.to(device)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with _seeded_init(seed):
             critic = _ConditionalMLP(self.feature_dim, self.num_classes, config.embed_dim, config.hidden_dim,
                                      1).to(device)
         optimizer = torch.optim.Adam(critic.parameters(), lr=config.lr * 5, betas=config.betas)
@@ -365,7 +404,7 @@ class FeatureGAN:
         tensors = {f"generator.{k}": v for k, v in self.generator.state_dict().items()}
         tensors.update({"stats.mean": self.mean, "stats.std": self.std})
         info = {"feature_dim": self.feature_dim, "num_classes": self.num_classes, "classes": list(self.classes),
-                "nonnegative": self.nonnegative, "fitted": self.fitted,
+                "nonnegative": self.nonnegative, "fitted": self.fitted, "class_counts": self.class_counts,
                 "config": {**dataclasses.asdict(self.config), "device": None}, "history": self.history[-20:]}
         write_checkpoint(path / MODEL_FILE, tensors, info, file_format=FEATURE_GAN_FORMAT)
         with atomic_path(path / "config.json") as tmp:
@@ -388,6 +427,7 @@ class FeatureGAN:
         model.generator.load_state_dict(strip_prefix(tensors, "generator"))
         model.register_stats(tensors["stats.mean"], tensors["stats.std"], info["nonnegative"])
         model.history, model.fitted = info.get("history", []), info.get("fitted", True)
+        model.class_counts = info.get("class_counts")  # None in files written before it was recorded
         return model
 
     def __repr__(self) -> str:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -100,10 +102,13 @@ def test_load_files_written_by_older_and_newer_versions(fitted, tmp_path):
         FeatureGAN.from_pretrained(file)
 
 
-def test_nonnegative_features_give_nonnegative_samples():
+def test_nonnegative_features_give_nonnegative_samples(tmp_path):
     features, labels, _ = mixture(per_class=50)
     gan = FeatureGAN(DIM, CLASSES, FeatureGANConfig(**{**SMALL, "steps": 5})).fit(features.abs(), labels)
     assert gan.nonnegative and (gan.sample(100, seed=0) >= 0).all()
+    loaded = FeatureGAN.from_pretrained(gan.save_pretrained(tmp_path / "fgan"))
+    assert loaded.nonnegative and loaded.class_counts == [50, 50, 50]
+    assert torch.equal(loaded.sample(100, seed=0), gan.sample(100, seed=0))
 
 
 @pytest.mark.parametrize("features, labels, message", [
@@ -187,6 +192,9 @@ def test_feature_dataset_balances_to_requested_counts(fitted):
     assert FeatureDataset(features[keep], labels[keep], balance=None).class_counts() == [100, 30, 5]
     same = FeatureDataset(features[keep], labels[keep], trained, seed=0)
     assert torch.equal(same.features, dataset.features)
+    reseeded = FeatureDataset(features[keep], labels[keep], trained, seed=1)
+    assert torch.equal(reseeded.features[:len(keep)], dataset.features[:len(keep)])  # the real ones unchanged
+    assert not torch.equal(reseeded.features, dataset.features)
 
 
 def test_feature_dataset_rejects_bad_inputs(fitted):
@@ -212,14 +220,21 @@ def test_extract_features_streams_and_caches(embedded_test, random_extractor, tm
     stored, stored_labels, metadata = load_features(cache)
     assert torch.equal(stored, features) and metadata["num"] == "40"
 
-    class Exploding:  # a cache hit must not run the network
-        model_name, weights_origin = random_extractor.model_name, random_extractor.weights_origin
+    def explode(images):
+        raise AssertionError("the network ran")
 
-        def embed(self, images):
-            raise AssertionError("cache was not used")
-
-    again, _ = extract_features(data, Exploding(), cache=cache, progress=False)
+    same = copy.deepcopy(random_extractor)
+    same.embed = explode  # a cache hit must not run the network
+    again, _ = extract_features(data, same, cache=cache, progress=False)
     assert torch.equal(again, features)
+    changed = copy.deepcopy(random_extractor)  # same name and origin, other weights: not a hit
+    with torch.no_grad():
+        next(changed.parameters()).add_(0.5)
+    changed.embed = explode
+    with pytest.raises(AssertionError, match="the network ran"):
+        extract_features(data, changed, cache=cache, progress=False)
+    with pytest.raises(ValueError, match=r"cache should end in \.safetensors"):  # before any image is embedded
+        extract_features(data, changed, cache=tmp_path / "features.pt", progress=False)
     other = embedded_test.subset(torch.arange(39, -1, -1))  # same length and extractor, other labels: recomputed
     fresh, fresh_labels = extract_features(other, random_extractor, cache=cache, progress=False)
     assert torch.equal(fresh_labels, other.labels) and not torch.equal(fresh, features)
@@ -229,6 +244,83 @@ def test_extract_features_streams_and_caches(embedded_test, random_extractor, tm
     assert torch.allclose(from_numpy, features[:6], atol=1e-5)
     with pytest.raises(ValueError, match=r"\.safetensors"):
         save_features(tmp_path / "x.pt", features, labels)
+
+
+def test_extract_features_runs_a_module_in_eval_mode_and_restores_its_mode():
+    class BatchNormEmbedder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.norm = torch.nn.BatchNorm1d(4)
+
+        def embed(self, images):
+            return self.norm(images.float().flatten(1)[:, :4])
+
+    items = [(torch.rand(1, 2, 2, generator=torch.Generator().manual_seed(i)), i % 2) for i in range(16)]
+    extractor = BatchNormEmbedder().train()
+    before = extractor.norm.running_mean.clone()
+    small, _ = extract_features(items, extractor, batch_size=4, progress=False)
+    large, _ = extract_features(items, extractor, batch_size=16, progress=False)
+    assert torch.equal(extractor.norm.running_mean, before)  # no running-statistics updates
+    assert torch.allclose(small, large)  # no batch statistics: the batch size does not matter
+    assert extractor.training
+
+
+def test_fit_is_reproducible_and_leaves_the_callers_generators_alone(monkeypatch):
+    features, labels, _ = mixture(per_class=30)
+    torch.manual_seed(1234)
+    state = torch.get_rng_state()
+    reseeded = []
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", lambda seed: reseeded.append(seed))
+    monkeypatch.setattr(torch.cuda, "manual_seed", lambda seed: reseeded.append(seed))
+    config = FeatureGANConfig(**{**SMALL, "steps": 20})
+    first = FeatureGAN(DIM, CLASSES, config).fit(features, labels)
+    first.critic_distance(features, labels, steps=5)
+    assert torch.equal(torch.get_rng_state(), state)  # the caller's CPU stream is untouched
+    assert reseeded == []  # and no CUDA generator was reseeded
+    second = FeatureGAN(DIM, CLASSES, config).fit(features, labels)
+    assert torch.equal(first.sample(50, seed=3), second.sample(50, seed=3))
+    other = FeatureGAN(DIM, CLASSES, FeatureGANConfig(**{**SMALL, "steps": 20, "seed": 1})).fit(features, labels)
+    assert not torch.equal(first.sample(50, seed=3), other.sample(50, seed=3))
+
+
+def test_classes_absent_from_fit_are_not_generated(fitted):
+    features, labels, _ = mixture(per_class=30)
+    seen = labels < 2  # class 2 has no vectors
+    gan = FeatureGAN(DIM, CLASSES, FeatureGANConfig(**{**SMALL, "steps": 5})).fit(features[seen], labels[seen])
+    assert gan.class_counts == [30, 30, 0] and gan.trained_classes == [0, 1]
+    with pytest.raises(ValueError, match=r"labels \[2\] name classes with no vectors"):
+        gan.sample(4, labels=2)
+    assert gan.sample(6, seed=0).shape == (6, DIM)  # no labels: the trained classes in turn
+    keep = torch.cat([torch.arange(0, 30), torch.arange(30, 35)])  # 30 of class 0, 5 of class 1, none of 2
+    dataset = FeatureDataset(features[keep], labels[keep], gan, balance="equalize")
+    assert dataset.class_counts() == [30, 30, 0]
+    with pytest.raises(ValueError, match="no vectors"):
+        FeatureDataset(features[keep], labels[keep], gan, balance={2: 10})
+
+
+def test_sample_label_forms(fitted):
+    trained = fitted[0]
+    expected = trained.sample(4, labels=1, seed=0)
+    assert torch.equal(trained.sample(4, labels=np.int64(1), seed=0), expected)
+    assert torch.equal(trained.sample(4, labels=torch.tensor(1), seed=0), expected)
+    assert torch.equal(trained.sample(4, labels=np.array([1, 1, 1, 1]), seed=0), expected)
+    with pytest.raises(TypeError, match="labels should be integers"):
+        trained.sample(2, labels=[0.9, 2.7])
+    with pytest.raises(ValueError, match="batch_size should be a positive int"):
+        trained.sample(2, batch_size=0)
+    with pytest.raises(ValueError, match="features should have 8 dimensions"):
+        trained.critic_distance(torch.ones(4, 5), torch.zeros(4, dtype=torch.long))
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"betas": (2.0, 0.9)}, "betas should be two numbers"),
+    ({"seed": "a"}, "seed should be an int"),
+    ({"class_balanced": 1}, "class_balanced should be True or False"),
+    ({"steps": 0}, "steps should be a positive int"),
+])
+def test_config_rejects_bad_values(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        FeatureGANConfig(**overrides)
 
 
 def test_features_cli_extract_train_sample(tmp_path, extractor_file, capsys):
@@ -250,3 +342,11 @@ def test_features_cli_extract_train_sample(tmp_path, extractor_file, capsys):
     assert "wrote 70" in capsys.readouterr().out
     assert main(["-q", "features", "train", str(tmp_path / "missing.safetensors"), "--out", str(tmp_path / "x")]) == 2
     assert "does not exist" in capsys.readouterr().err
+    assert main(["-q", "features", "train", str(feats), "--out", str(out), "--steps", "3"]) == 2  # a file
+    assert "is a file; give a folder" in capsys.readouterr().err
+    assert main(["-q", "features", "extract", "--data", "fashion-mnist:embedded", "--extractor", str(extractor_file),
+                 "--out", str(tmp_path / "nowhere" / "f.safetensors")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["-q", "features", "sample", str(tmp_path / "fgan"), "--num-per-class", "2", "--out",
+                 str(tmp_path / "s.pt")]) == 2
+    assert "--out should end in .safetensors" in capsys.readouterr().err
