@@ -40,7 +40,12 @@ def _to_chw_tensor(image: Any) -> torch.Tensor:
 
 
 def _collate(items: list) -> tuple[torch.Tensor, torch.Tensor]:
-    images = torch.stack([_to_chw_tensor(item[0]) for item in items])
+    tensors = [_to_chw_tensor(item[0]) for item in items]
+    shapes = sorted({tuple(t.shape) for t in tensors})
+    if len(shapes) > 1:
+        raise ValueError(f"dataset images should all have one shape (C, H, W) and mode, got {shapes} in one batch; "
+                         "convert them (e.g. to 'RGB' and one size) in the dataset's transform")
+    images = torch.stack(tensors)
     labels = torch.tensor([int(item[1]) for item in items], dtype=torch.int64)
     return images, labels
 

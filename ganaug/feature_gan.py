@@ -169,9 +169,7 @@ class FeatureGAN:
         if len(self.classes) != num_classes:
             raise ValueError(f"classes should name {num_classes} classes, got {len(self.classes)}")
         self.device = torch.device(self.config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        with _seeded_init(self.config.seed):
-            self.generator = _ConditionalMLP(self.config.noise_dim, num_classes, self.config.embed_dim,
-                                             self.config.hidden_dim, feature_dim).to(self.device)
+        self.generator = self._new_generator()
         self.register_stats(torch.zeros(feature_dim), torch.ones(feature_dim), nonnegative=False)
         self.history: list[dict] = []
         self.fitted = False
@@ -194,6 +192,10 @@ class FeatureGAN:
             ) -> FeatureGAN:
         """Train on real labelled features (WGAN-GP + classification loss). Returns ``self``.
 
+        Like scikit-learn's ``fit``, it starts from freshly initialised weights (drawn from the
+        config's seed), so fitting again, on the same or other data, gives the same result as a
+        new FeatureGAN would.
+
         Args:
             features: float (N, feature_dim), finite.
             labels: int (N,) in [0, num_classes).
@@ -203,6 +205,7 @@ class FeatureGAN:
 
         features, labels = self._check_inputs(features, labels)
         config, device = self.config, self.device
+        self.generator = self._new_generator()
         generator_rng = torch.Generator().manual_seed(config.seed)
         nonnegative = bool((features >= 0).all())
         self.class_counts = torch.bincount(labels, minlength=self.num_classes).tolist()
@@ -237,7 +240,9 @@ class FeatureGAN:
             index = draw().to(device)
             y = labels_d[index]
             x_fake = self.generator(self._noise(len(index), generator_rng), y)
+            critic.requires_grad_(False)  # the generator step needs no gradients of the critic's weights
             adversarial = -critic(x_fake, y).mean()
+            critic.requires_grad_(True)
             classification = F.cross_entropy(classifier(x_fake), y)
             g_loss = adversarial + config.cls_weight * classification
             if moments is not None:
@@ -255,6 +260,11 @@ class FeatureGAN:
         self.generator.eval()
         self.fitted = True
         return self
+
+    def _new_generator(self) -> _ConditionalMLP:
+        with _seeded_init(self.config.seed):
+            return _ConditionalMLP(self.config.noise_dim, self.num_classes, self.config.embed_dim,
+                                   self.config.hidden_dim, self.feature_dim).to(self.device)
 
     def _check_inputs(self, features: object, labels: object) -> tuple[torch.Tensor, torch.Tensor]:
         features, labels = check_features(features, labels, self.num_classes)

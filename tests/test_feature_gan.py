@@ -242,6 +242,9 @@ def test_extract_features_streams_and_caches(embedded_test, random_extractor, tm
                                                                            strict=True)]
     from_numpy, _ = extract_features(numpy_items, random_extractor, batch_size=4, progress=False)
     assert torch.allclose(from_numpy, features[:6], atol=1e-5)
+    mixed = [(np.zeros((8, 8), np.uint8), 0), (np.zeros((8, 8, 3), np.uint8), 1)]  # an L and an RGB image
+    with pytest.raises(ValueError, match=r"one shape .* got \[\(1, 8, 8\), \(3, 8, 8\)\]"):
+        extract_features(mixed, random_extractor, progress=False)
     with pytest.raises(ValueError, match=r"\.safetensors"):
         save_features(tmp_path / "x.pt", features, labels)
 
@@ -279,6 +282,8 @@ def test_fit_is_reproducible_and_leaves_the_callers_generators_alone(monkeypatch
     assert reseeded == []  # and no CUDA generator was reseeded
     second = FeatureGAN(DIM, CLASSES, config).fit(features, labels)
     assert torch.equal(first.sample(50, seed=3), second.sample(50, seed=3))
+    refit = FeatureGAN(DIM, CLASSES, config).fit(features[::2], labels[::2]).fit(features, labels)
+    assert torch.equal(refit.sample(50, seed=3), first.sample(50, seed=3))  # fit starts afresh
     other = FeatureGAN(DIM, CLASSES, FeatureGANConfig(**{**SMALL, "steps": 20, "seed": 1})).fit(features, labels)
     assert not torch.equal(first.sample(50, seed=3), other.sample(50, seed=3))
 
