@@ -16,7 +16,8 @@ Which feature space (``extractor``):
 - a ``.safetensors`` file written by ``ganaug pretrain-extractor`` (any timm model), e.g. one
   trained on the evaluation data with a different architecture: independent and offline.
 - a timm model name (``resnet50``, ``convnext_tiny.fb_in22k``...): its ImageNet weights from the
-  local caches or the hub; offline and uncached it fails within seconds, never hangs.
+  local caches or the hub; offline and uncached it fails within seconds, never hangs. Images are
+  resized to the size the weights were trained at (e.g. 224).
 - ``"inception"`` or ``"inception:FILE"``: FID's Inception-v3 through torch-fidelity (which
   torchmetrics' FID also uses), only from a weights file on disk: ``FILE``, or torch-fidelity's
   file in torch's hub cache. It is never downloaded here.
@@ -75,6 +76,11 @@ class EvalConfig:
         if self.num < 2 * self.nearest_k + 2:
             raise ValueError(f"num should be at least {2 * self.nearest_k + 2} for nearest_k={self.nearest_k}, "
                              f"got {self.num}")
+        if self.kid_subset_size < 2:
+            raise ValueError(f"kid_subset_size should be at least 2 (KID is unbiased from pairs), got "
+                             f"{self.kid_subset_size}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed should be a non-negative int, got {self.seed!r}")
         if not 0.0 < self.truncation <= 1.0:
             raise ValueError(f"truncation should lie in (0, 1], got {self.truncation!r}")
 
@@ -140,7 +146,9 @@ def load_eval_extractor(spec: str, gan: GANAug | None = None, device: torch.devi
             raise ValueError(f"extractor file {spec!r} does not record its timm model (write it with "
                              "'ganaug pretrain-extractor'), so its architecture is unknown")
         return FeatureExtractor(metadata["model_name"], pretrained=path).to(device)
-    return FeatureExtractor(spec, pretrained=True).to(device)
+    extractor = FeatureExtractor(spec, pretrained=True)
+    extractor.input_size = extractor.pretrained_input_size  # a hub network sees images at its training size
+    return extractor.to(device)
 
 
 @torch.no_grad()

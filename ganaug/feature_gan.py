@@ -30,8 +30,7 @@ import dataclasses
 import json
 import os
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganaug._io import atomic_path
+from ganaug._rng import seeded
 from ganaug.checkpoint import read_checkpoint, strip_prefix, write_checkpoint
 from ganaug.gan import _generator
 from ganaug.metrics import _check_features
@@ -117,18 +117,6 @@ def check_features(features: object, labels: object, num_classes: int | None = N
         raise ValueError(f"{label_name} should lie in {expected}, got values in [{int(labels.min())}, "
                          f"{int(labels.max())}]")
     return features.detach().float().cpu(), labels.cpu()
-
-
-@contextmanager
-def _seeded_init(seed: int) -> Iterator[None]:
-    """Draw initial weights from ``seed`` (modules are built on the CPU), leaving the caller's RNGs as they were.
-
-    Only the CPU generator is forked and seeded: ``torch.manual_seed`` would also reseed every
-    CUDA generator, which ``fork_rng(devices=[])`` does not restore.
-    """
-    with torch.random.fork_rng(devices=[]):
-        torch.random.default_generator.manual_seed(seed)
-        yield
 
 
 class _ConditionalMLP(nn.Module):
@@ -215,7 +203,7 @@ class FeatureGAN:
         labels_d = labels.to(device)
         classifier = self._train_classifier(real, labels_d)
         moments = _class_moments(real, labels_d, self.num_classes) if config.moment_weight > 0 else None
-        with _seeded_init(config.seed + 1):
+        with seeded(config.seed + 1):
             critic = _ConditionalMLP(self.feature_dim, self.num_classes, config.embed_dim, config.hidden_dim,
                                      1).to(device)
         g_opt = torch.optim.Adam(self.generator.parameters(), lr=config.lr, betas=config.betas)
@@ -262,7 +250,7 @@ class FeatureGAN:
         return self
 
     def _new_generator(self) -> _ConditionalMLP:
-        with _seeded_init(self.config.seed):
+        with seeded(self.config.seed):
             return _ConditionalMLP(self.config.noise_dim, self.num_classes, self.config.embed_dim,
                                    self.config.hidden_dim, self.feature_dim).to(self.device)
 
@@ -274,7 +262,7 @@ class FeatureGAN:
 
     def _train_classifier(self, real: torch.Tensor, labels: torch.Tensor) -> nn.Linear:
         """The frozen softmax classifier of the generator's classification loss."""
-        with _seeded_init(self.config.seed + 2):
+        with seeded(self.config.seed + 2):
             classifier = nn.Linear(self.feature_dim, self.num_classes).to(self.device)
         optimizer = torch.optim.LBFGS(classifier.parameters(), lr=1, max_iter=self.config.classifier_steps,
                                       history_size=20, line_search_fn="strong_wolfe")
@@ -383,7 +371,7 @@ class FeatureGAN:
         rng = torch.Generator().manual_seed(seed)
         real = self._standardize(features).to(device)
         labels_d = labels.to(device)
-        with _seeded_init(seed):
+        with seeded(seed):
             critic = _ConditionalMLP(self.feature_dim, self.num_classes, config.embed_dim, config.hidden_dim,
                                      1).to(device)
         optimizer = torch.optim.Adam(critic.parameters(), lr=config.lr * 5, betas=config.betas)

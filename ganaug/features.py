@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ganaug._rng import seeded
 from ganaug.weights import ResolvedWeights, WeightsUnavailableError, resolve_weights
 
 __all__ = ["FeatureExtractor", "WeightsUnavailableError", "as_image_batch", "normalize_images"]
@@ -105,7 +106,8 @@ class FeatureExtractor(nn.Module):
                input_size: int | None) -> None:
         if input_size is None and "input_size" in resolved.metadata:
             input_size = int(resolved.metadata["input_size"])
-        self.model = _create_features_model(model_name, resolved, out_indices)
+        with seeded(None):  # timm draws initial weights before loading any: not from the caller's stream
+            self.model = _create_features_model(model_name, resolved, out_indices)
         self.model.requires_grad_(False)
         self.model.eval()
         data_config = timm.data.resolve_model_data_config(self.model)
@@ -113,6 +115,7 @@ class FeatureExtractor(nn.Module):
         self.register_buffer("std", torch.tensor(data_config["std"], dtype=torch.float32), persistent=False)
         self.model_name = model_name
         self.input_size = input_size
+        self.pretrained_input_size = int(data_config["input_size"][-1])  # the side timm's weights were trained at
         self.weights_origin = resolved.origin
         self.weights_metadata = dict(resolved.metadata)
 
@@ -174,8 +177,9 @@ def _create_features_model(model_name: str, resolved: ResolvedWeights, out_indic
         kwargs["pretrained_cfg_overlay"] = {"file": str(resolved.file)}
     try:
         try:
-            return timm.create_model(model_name, dynamic_img_size=True, **kwargs)
-        except TypeError:  # only transformer families take dynamic_img_size; CNNs take any size anyway
+            # dynamic_img_pad: sides that are not a multiple of the patch size are padded, not refused
+            return timm.create_model(model_name, dynamic_img_size=True, dynamic_img_pad=True, **kwargs)
+        except TypeError:  # only transformer families take these; CNNs take any size anyway
             return timm.create_model(model_name, **kwargs)
     except RuntimeError as error:
         if resolved.file is None:

@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
+from ganaug._rng import seeded
+
 __all__ = [
     "PRDC",
     "RunningGaussian",
@@ -104,7 +106,11 @@ def frechet_distance_from_stats(mean_a: torch.Tensor, cov_a: torch.Tensor, mean_
     The trace of the matrix square root is computed from the eigenvalues of
     ``S_a^(1/2) S_b S_a^(1/2)``, which is symmetric positive semi-definite.
     """
-    if mean_a.shape != mean_b.shape or cov_a.shape != cov_b.shape:
+    for name, mean, cov in (("a", mean_a, cov_a), ("b", mean_b, cov_b)):
+        if mean.ndim != 1 or cov.shape != (len(mean), len(mean)):
+            raise ValueError(f"mean_{name} should be (D,) and cov_{name} (D, D), got {tuple(mean.shape)} and "
+                             f"{tuple(cov.shape)}")
+    if mean_a.shape != mean_b.shape:
         raise ValueError(f"statistics differ in width: {tuple(mean_a.shape)} and {tuple(mean_b.shape)}")
     mean_a, cov_a, mean_b, cov_b = (t.double() for t in (mean_a, cov_a, mean_b, cov_b))
     eigenvalues, eigenvectors = torch.linalg.eigh(cov_a)
@@ -186,25 +192,32 @@ def precision_recall_density_coverage(real_features: torch.Tensor, fake_features
     reals inside some fake ball. Density: how many real balls hold each fake, over k, averaged
     (1 on average when fakes are distributed as the reals). Coverage: the share of real balls
     that hold at least one fake.
+
+    Ties follow the reference code: precision and recall count a point on a ball's edge as
+    inside (Kynkäänniemi et al.: ``<=``), density and coverage do not (Naeem et al.: ``<``).
     """
     real = _check_features("real_features", real_features).float()
     fake = _check_features("fake_features", fake_features).float()
     _check_widths(real, fake)
+    center = real.mean(dim=0)  # distances do not change; float32 cdist loses precision far from 0
+    real, fake = real - center, fake - center
     if not isinstance(k, int) or not 1 <= k < min(len(real), len(fake)):
         raise ValueError(f"k should be an int in [1, {min(len(real), len(fake)) - 1}], got {k!r}")
     real_radii = _kth_neighbour_radii(real, k)
     fake_radii = _kth_neighbour_radii(fake, k)
-    in_real_balls = torch.zeros(len(fake))  # per fake: how many real balls hold it
+    in_real_balls = torch.zeros(len(fake))  # per fake: how many real balls hold it, edge included (precision)
+    strictly_in = torch.zeros(len(fake))  # the same, edge excluded (density)
     real_covered = torch.zeros(len(real), dtype=torch.bool)  # per real: its ball holds some fake
     real_recalled = torch.zeros(len(real), dtype=torch.bool)  # per real: inside some fake ball
     for start in range(0, len(real), _CHUNK):
         distances = torch.cdist(real[start:start + _CHUNK], fake)  # (chunk, fakes)
         inside = distances <= real_radii[start:start + _CHUNK, None]
         in_real_balls += inside.sum(dim=0)
+        strictly_in += (distances < real_radii[start:start + _CHUNK, None]).sum(dim=0)
         real_covered[start:start + _CHUNK] = distances.min(dim=1).values < real_radii[start:start + _CHUNK]
         real_recalled[start:start + _CHUNK] = (distances <= fake_radii[None, :]).any(dim=1)
     return PRDC(precision=float((in_real_balls > 0).float().mean()), recall=float(real_recalled.float().mean()),
-                density=float(in_real_balls.mean() / k), coverage=float(real_covered.float().mean()))
+                density=float(strictly_in.mean() / k), coverage=float(real_covered.float().mean()))
 
 
 def linear_probe_accuracy(train_features: torch.Tensor, train_labels: torch.Tensor, test_features: torch.Tensor,
@@ -225,11 +238,14 @@ def linear_probe_accuracy(train_features: torch.Tensor, train_labels: torch.Tens
             raise ValueError(f"{name} should be a tensor of shape ({len(features)},), got "
                              f"{getattr(labels, 'shape', type(labels).__name__)}")
     num_classes = num_classes or int(max(train_labels.max(), test_labels.max())) + 1
+    for name, labels in (("train_labels", train_labels), ("test_labels", test_labels)):
+        if labels.is_floating_point() or int(labels.min()) < 0 or int(labels.max()) >= num_classes:
+            raise ValueError(f"{name} should be integers in [0, {num_classes}), got {labels.dtype} values in "
+                             f"[{labels.min().item()}, {labels.max().item()}]")
     mean = train_features.mean(dim=0)
     std = train_features.std(dim=0).clamp_min(1e-6) if len(train_features) > 1 else torch.ones_like(mean)
     x_train, x_test = (train_features - mean) / std, (test_features - mean) / std
-    with torch.random.fork_rng():  # the initial weights follow the seed, not the caller's RNG
-        torch.manual_seed(seed)
+    with seeded(seed):  # the initial weights follow the seed, not the caller's RNG
         head = torch.nn.Linear(x_train.shape[1], num_classes)
     optimizer = torch.optim.LBFGS(head.parameters(), lr=1, max_iter=epochs, history_size=20,
                                   line_search_fn="strong_wolfe")

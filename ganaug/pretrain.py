@@ -22,6 +22,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from ganaug._io import atomic_path
+from ganaug._rng import seeded
 from ganaug.data import ImageDataset
 from ganaug.features import normalize_images
 from ganaug.weights import EXTRACTOR_FORMAT
@@ -127,47 +128,49 @@ def pretrain_extractor(
     if dataset.num_classes < 2:
         raise ValueError(f"dataset should have at least 2 classes to train a classifier, got {dataset.num_classes}")
     device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    torch.manual_seed(config.seed)
-    generator = torch.Generator().manual_seed(config.seed)
-    train_set, val_set = dataset.split(config.val_fraction, seed=config.seed)
+    # initial weights and any random layers follow the seed, on a stream of their own: the caller's
+    # generators are left as they were
+    with seeded(config.seed, device):
+        generator = torch.Generator().manual_seed(config.seed)
+        train_set, val_set = dataset.split(config.val_fraction, seed=config.seed)
 
-    model = timm.create_model(config.model_name, pretrained=False, num_classes=dataset.num_classes).to(device)
-    data_config = timm.data.resolve_model_data_config(model)
-    mean = torch.tensor(data_config["mean"], device=device)
-    std = torch.tensor(data_config["std"], device=device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
-    total_steps = steps_per_epoch * config.epochs
-    schedule = _warmup_cosine(max(1, total_steps // 10), total_steps)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        model = timm.create_model(config.model_name, pretrained=False, num_classes=dataset.num_classes).to(device)
+        data_config = timm.data.resolve_model_data_config(model)
+        mean = torch.tensor(data_config["mean"], device=device)
+        std = torch.tensor(data_config["std"], device=device)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
+        total_steps = steps_per_epoch * config.epochs
+        schedule = _warmup_cosine(max(1, total_steps // 10), total_steps)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
 
-    start = time.monotonic()
-    history: list[dict] = []
-    bar = tqdm(total=steps_per_epoch * config.epochs, desc=f"pretrain {config.model_name}", unit="batch",
-               disable=not progress)
-    for epoch in range(config.epochs):
-        model.train()
-        order = torch.randperm(len(train_set), generator=generator)
-        loss_sum, seen = 0.0, 0
-        for first in range(0, len(order), config.batch_size):
-            index = order[first:first + config.batch_size]
-            images = normalize_images(train_set.images[index], mean, std, config.input_size)
-            images = _augment(images, config, generator)
-            labels = train_set.labels[index].to(device)
-            loss = F.cross_entropy(model(images), labels, label_smoothing=config.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            loss_sum += loss.item() * len(index)
-            seen += len(index)
-            bar.update(1)
-            bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum / seen:.3f}")
-        val_accuracy = _accuracy(model, val_set, mean, std, config)
-        history.append({"epoch": epoch + 1, "train_loss": loss_sum / seen, "val_accuracy": val_accuracy})
-        bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum / seen:.3f}", val_acc=f"{val_accuracy:.3f}")
-        if config.max_minutes is not None and time.monotonic() - start > 60 * config.max_minutes:
-            break
+        start = time.monotonic()
+        history: list[dict] = []
+        bar = tqdm(total=steps_per_epoch * config.epochs, desc=f"pretrain {config.model_name}", unit="batch",
+                   disable=not progress)
+        for epoch in range(config.epochs):
+            model.train()
+            order = torch.randperm(len(train_set), generator=generator)
+            loss_sum, seen = 0.0, 0
+            for first in range(0, len(order), config.batch_size):
+                index = order[first:first + config.batch_size]
+                images = normalize_images(train_set.images[index], mean, std, config.input_size)
+                images = _augment(images, config, generator)
+                labels = train_set.labels[index].to(device)
+                loss = F.cross_entropy(model(images), labels, label_smoothing=config.label_smoothing)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                loss_sum += loss.item() * len(index)
+                seen += len(index)
+                bar.update(1)
+                bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum / seen:.3f}")
+            val_accuracy = _accuracy(model, val_set, mean, std, config)
+            history.append({"epoch": epoch + 1, "train_loss": loss_sum / seen, "val_accuracy": val_accuracy})
+            bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum / seen:.3f}", val_acc=f"{val_accuracy:.3f}")
+            if config.max_minutes is not None and time.monotonic() - start > 60 * config.max_minutes:
+                break
     bar.close()
     seconds = time.monotonic() - start
 

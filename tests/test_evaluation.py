@@ -111,3 +111,14 @@ def test_eval_cli_prints_a_table_and_writes_json(tiny_run, tmp_path, capsys):
     assert main(["-q", "eval", str(tiny_run), "--data", "fashion-mnist:embedded", "--extractor",
                  str(tmp_path / "no.safetensors")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"kid_subset_size": 1}, "kid_subset_size should be at least 2"),
+    ({"seed": -1}, "seed should be a non-negative int"),
+    ({"seed": True}, "seed should be a non-negative int"),
+    ({"nearest_k": 0}, "nearest_k should be a positive int"),
+])
+def test_eval_config_rejects_bad_values_before_any_work(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        EvalConfig(**overrides)

@@ -33,6 +33,28 @@ def test_shapes_for_timm_families(name, embedded_train):
     assert extractor.embed(images).shape == (3, extractor.embed_dim)
 
 
+def test_vit_takes_sides_that_are_not_a_multiple_of_its_patch(embedded_train):
+    extractor = _random_extractor("vit_tiny_patch16_224")  # 28 px images, patches of 16
+    assert extractor.embed(embedded_train.images[:2]).shape == (2, extractor.embed_dim)
+
+
+def test_building_from_a_weights_file_leaves_the_callers_rng_alone(extractor_file):
+    torch.manual_seed(5)
+    state = torch.get_rng_state()
+    FeatureExtractor("resnet10t", pretrained=extractor_file)
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_eval_extractor_from_a_timm_name_sees_images_at_its_training_size(monkeypatch, embedded_train):
+    from ganaug import evaluation, features
+    from ganaug.weights import ResolvedWeights
+
+    monkeypatch.setattr(features, "resolve_weights", lambda name, pretrained: ResolvedWeights(origin="hub"))
+    extractor = evaluation.load_eval_extractor("convnext_atto")  # random weights stand in for the hub's
+    assert extractor.input_size == extractor.pretrained_input_size == 224
+    assert extractor.embed(embedded_train.images[:2]).shape == (2, extractor.embed_dim)  # 28 px data works
+
+
 def test_out_indices_pick_stages():
     extractor = _random_extractor("resnet18", out_indices=(1, 2, 3), input_size=32)
     assert extractor.channels == [64, 128, 256]

@@ -124,3 +124,33 @@ def test_metrics_reject_bad_features(bad, message):
 def test_prdc_rejects_a_k_too_large():
     with pytest.raises(ValueError, match="k should be"):
         precision_recall_density_coverage(gaussian(5), gaussian(5), k=5)
+
+
+def test_prdc_counts_ties_as_the_reference_code_does():
+    """Quantized features: precision/recall count a ball's edge as inside (<=), density and coverage do not (<)."""
+    real = torch.tensor([[0.0], [1.0], [2.0], [3.0]])
+    fake = torch.tensor([[0.0], [1.0], [2.0], [3.0]])  # every fake sits on real points and on ball edges
+    prdc = precision_recall_density_coverage(real, fake, k=1)
+    # real radii (1-NN): all 1. Fake 0.0 lies strictly inside real 0's ball only; on the edge of real 1's ball.
+    assert prdc.precision == 1.0 and prdc.recall == 1.0
+    assert prdc.density == pytest.approx(1.0)  # strictly inside: each fake in exactly its own real ball
+    assert prdc.coverage == 1.0
+
+
+def test_prdc_far_from_the_origin_matches_float64():
+    real, fake = gaussian(300, dim=16, seed=1) + 300.0, gaussian(300, dim=16, shift=0.3, seed=2) + 300.0
+    far = precision_recall_density_coverage(real, fake, k=3)
+    near = precision_recall_density_coverage(real - 300.0, fake - 300.0, k=3)
+    assert far.to_dict() == pytest.approx(near.to_dict(), abs=1e-3)
+
+
+def test_frechet_stats_and_probe_labels_are_checked():
+    from ganaug.metrics import frechet_distance_from_stats
+
+    with pytest.raises(ValueError, match=r"mean_a should be \(D,\) and cov_a \(D, D\), got \(3,\) and \(4, 4\)"):
+        frechet_distance_from_stats(torch.zeros(3), torch.eye(4), torch.zeros(3), torch.eye(4))
+    x = gaussian(20, dim=4)
+    with pytest.raises(ValueError, match=r"train_labels should be integers in \[0, 2\)"):
+        linear_probe_accuracy(x, torch.tensor([0, 1] * 9 + [-1, 1]), x, torch.tensor([0, 1] * 10))
+    with pytest.raises(ValueError, match=r"test_labels should be integers in \[0, 2\)"):
+        linear_probe_accuracy(x, torch.tensor([0, 1] * 10), x, torch.tensor([0, 1] * 9 + [0, 3]), num_classes=2)

@@ -45,7 +45,11 @@ def test_pretrain_is_deterministic_for_a_seed(tmp_path):
     images = torch.randint(0, 256, (40, 3, 16, 16), dtype=torch.uint8, generator=generator)
     dataset = ImageDataset.from_arrays(images, torch.arange(40) % 2)
     config = PretrainConfig(model_name="resnet10t", input_size=16, epochs=1, batch_size=16)
+    torch.manual_seed(11)
+    state = torch.get_rng_state()
     first = pretrain_extractor(dataset, tmp_path / "a.safetensors", config, progress=False)
+    assert torch.equal(torch.get_rng_state(), state)  # the caller's stream is left as it was
+    torch.manual_seed(12)  # and the result does not depend on it
     second = pretrain_extractor(dataset, tmp_path / "b.safetensors", config, progress=False)
     assert first.history == second.history
     weights_a, weights_b = load_file(tmp_path / "a.safetensors"), load_file(tmp_path / "b.safetensors")
