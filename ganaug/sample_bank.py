@@ -92,6 +92,7 @@ class SampleBank:
 
     def _init_process_state(self) -> None:
         self._pid = os.getpid()
+        self._owns_images = False  # a bank that came by fork or pickle may be shared: copied on first write
         self._lock = threading.RLock()
         self._seeds: torch.Generator | None = None
         self._thread: threading.Thread | None = None
@@ -104,7 +105,7 @@ class SampleBank:
 
     def __getstate__(self) -> dict:
         return {k: v for k, v in self.__dict__.items()
-                if k not in ("_lock", "_seeds", "_thread", "_wanted", "_stop", "_pid")}
+                if k not in ("_lock", "_seeds", "_thread", "_wanted", "_stop", "_pid", "_owns_images")}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
@@ -166,6 +167,7 @@ class SampleBank:
                 # slot-major order: flat slot s holds class s % num_classes, position s // num_classes
                 self._images = images.view(self.size_per_class, gan.num_classes, *images.shape[1:]).transpose(0, 1)
                 self._images = self._images.contiguous()
+                self._owns_images = True
         return self
 
     @property
@@ -228,7 +230,8 @@ class SampleBank:
                 self.refresh()
 
     def refresh(self) -> None:
-        """Replace the ``refresh_size`` oldest images with new ones."""
+        """Replace the ``refresh_size`` oldest images with new ones (in this process's copy of the bank)."""
+        self._check_process()
         self.fill()
         with self._lock:
             total = self._images.shape[0] * self.size_per_class
@@ -236,6 +239,11 @@ class SampleBank:
             self._next_slot = int(slots[-1] + 1) % total
         fresh = self._generate(slots)  # outside the lock: draws go on meanwhile
         with self._lock:
+            if not self._owns_images or self._images.is_shared():
+                # the images may be shared with other processes (shared memory under spawn, pages under
+                # fork): write into a copy of our own, so that no process changes what another draws
+                self._images = self._images.clone()
+                self._owns_images = True
             num_classes = self._images.shape[0]
             self._images[slots % num_classes, slots // num_classes] = fresh
 

@@ -131,6 +131,35 @@ def test_workers_get_cpu_and_their_own_seed_streams(tiny_run, context):
     assert first == again and first != other
 
 
+class _RefreshingProbe(Dataset):
+    """Every item draws from a bank that refreshes every 3 draws, in whichever process it runs."""
+
+    def __init__(self, bank: SampleBank):
+        self.bank = bank
+
+    def __len__(self) -> int:
+        return 12
+
+    def __getitem__(self, index: int):
+        return self.bank.draw([index % 10], np.random.default_rng(index))[0]
+
+
+@pytest.mark.parametrize("context", ["fork", "spawn"])
+def test_worker_refreshes_stay_in_their_worker(tiny_run, context):
+    """A bank filled in the parent is shared with the workers; their refreshes must not write into it."""
+    bank = SampleBank(tiny_run, size_per_class=2, refresh_every=3, refresh_size=4, device="cpu", seed=5).fill()
+    before = bank._images.clone()
+
+    def run():
+        loader = DataLoader(_RefreshingProbe(bank), batch_size=None, num_workers=2, multiprocessing_context=context,
+                            generator=torch.Generator().manual_seed(0))
+        return torch.stack(list(loader))
+
+    first, again = run(), run()
+    assert torch.equal(bank._images, before)  # the parent's bank is as it was
+    assert torch.equal(first, again)  # so a seeded run repeats
+
+
 def test_channels_last_inference_matches_the_training_layout():
     from ganaug.models import Generator
 
