@@ -303,6 +303,9 @@ def _worker_streams(dataset, context, seed, worker_init_fn):
 def test_dataloader_workers_are_seeded_and_differ(tiny_run, context, adapter):
     if adapter == "albumentations":
         dataset, init = AlbumentationsProbe(tiny_run), gan_albumentations.worker_init_fn
+        # one bank, filled here and shared by both workers: only the Compose RNG can make them differ, and
+        # without worker_init_fn it would not (see the test below)
+        dataset.transform.transforms[1].bank.fill()
     else:
         dataset, init = TorchvisionProbe(tiny_run), None
     first = _worker_streams(dataset, context, 0, init)
