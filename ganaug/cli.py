@@ -365,7 +365,8 @@ def _expand(args: argparse.Namespace) -> int:
 
     result = expand_dataset(args.run, args.out, args.num_per_class, output_format=args.output_format, seed=args.seed,
                             num_shards=args.num_shards, shard_index=args.shard_index, shard_size=args.shard_size,
-                            batch_size=args.batch_size, truncation=args.truncation, device=args.device)
+                            batch_size=args.batch_size, truncation=args.truncation, device=args.device,
+                            progress=not args.quiet)
     print(f"wrote {result.written} images, kept {result.skipped} already there ({result.items} in this part) "
           f"in {result.seconds:.1f} s; manifest {result.manifest}")
     return 0

@@ -3,7 +3,9 @@
 Item ``i`` (ordered by class, ``num_per_class`` each) is generated from
 ``item_seed(seed, i)``, so the output does not depend on batching, on sharding, or on how many
 times the job was interrupted. Every file is written to a temporary name and renamed, so a
-killed job leaves complete files only; running it again skips what exists. ``num_shards`` /
+killed job leaves complete files only; running it again skips what exists. The settings an
+output folder is made with (weights, seed, counts, format, truncation) are kept in its
+``expand.json``, and a run with other settings is refused rather than mixed in. ``num_shards`` /
 ``shard_index`` (or the ``WORLD_SIZE`` / ``RANK`` that torchrun sets) split the items between
 processes with no overlap: item ``i`` (or tar shard ``t``) belongs to ``i % num_shards``.
 """
@@ -88,7 +90,8 @@ def expand_dataset(model: str | os.PathLike, out: str | os.PathLike, num_per_cla
     Returns:
         An :class:`ExpandResult`; the manifest (``manifest.jsonl``, or
         ``manifest-<I>-of-<K>.jsonl`` per shard) lists every item of this shard with its file,
-        label, class name, seed and the checkpoint's SHA-256.
+        label, class name, seed, truncation and the checkpoint's SHA-256: enough to regenerate
+        it exactly with ``GANAug.sample_seeded([label], [seed], truncation=truncation)``.
     """
     from tqdm.auto import tqdm
 
@@ -96,8 +99,11 @@ def expand_dataset(model: str | os.PathLike, out: str | os.PathLike, num_per_cla
         raise ValueError(f"format should be one of {FORMATS}, got {output_format!r}")
     if isinstance(num_per_class, bool) or not isinstance(num_per_class, int) or num_per_class < 1:
         raise ValueError(f"num_per_class should be a positive int, got {num_per_class!r}")
-    if shard_size < 1:
-        raise ValueError(f"shard_size should be a positive int, got {shard_size!r}")
+    for name, value in (("shard_size", shard_size), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} should be a positive int, got {value!r}")
+    if not 0.0 < truncation <= 1.0:
+        raise ValueError(f"truncation should lie in (0, 1], got {truncation!r}")
     env_shards, env_index = shard_from_environment()
     num_shards = env_shards if num_shards is None else num_shards
     shard_index = (env_index if num_shards == env_shards else 0) if shard_index is None else shard_index
@@ -109,13 +115,16 @@ def expand_dataset(model: str | os.PathLike, out: str | os.PathLike, num_per_cla
     gan = GANAug.from_pretrained(model, device=device)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    _check_settings(out, {"checkpoint_sha256": model_hash, "classes": list(gan.classes), "seed": seed,
+                          "num_per_class": num_per_class, "output_format": output_format, "truncation": truncation,
+                          **({"shard_size": shard_size} if output_format == "webdataset" else {})})
     folders = _class_folders(gan.classes)
     total = gan.num_classes * num_per_class
 
     def entry(index: int) -> dict:
         label = index // num_per_class
         return {"index": index, "label": label, "class": gan.classes[label], "seed": item_seed(seed, index),
-                "checkpoint_sha256": model_hash}
+                "truncation": truncation, "checkpoint_sha256": model_hash}
 
     if output_format == "imagefolder":
         groups = [[i] for i in range(shard_index, total, num_shards)]
@@ -157,6 +166,32 @@ def expand_dataset(model: str | os.PathLike, out: str | os.PathLike, num_per_cla
                 handle.write(json.dumps({"file": file, **entry(index)}) + "\n")
     return ExpandResult(out=out, manifest=manifest, written=written, skipped=items - written, items=items,
                         seconds=time.perf_counter() - started)
+
+
+SETTINGS_FILE = "expand.json"
+
+
+def _check_settings(out: Path, settings: dict) -> None:
+    """Record what ``out`` is made with; a later run (a resume, another shard) must use the same.
+
+    Files are skipped when they exist, so a run with other settings would otherwise leave a mix
+    of old and new images that the manifest does not describe.
+    """
+    path = out / SETTINGS_FILE
+    settings = json.loads(json.dumps(settings))  # as it reads back
+    if path.is_file():
+        recorded = json.loads(path.read_text())
+        changed = sorted(k for k in settings.keys() | recorded.keys() if settings.get(k) != recorded.get(k))
+        if changed:
+            details = ", ".join(f"{k}: {recorded.get(k)!r} there, {settings.get(k)!r} now" for k in changed
+                                if k != "checkpoint_sha256")
+            if "checkpoint_sha256" in changed:
+                details = ", ".join(filter(None, ["other model weights", details]))
+            raise ValueError(f"out {str(out)!r} was written with other settings ({details}); resume with the same "
+                             "settings, or write to a new folder")
+        return
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(settings, indent=2))
 
 
 def _class_folders(classes: tuple[str, ...]) -> list[str]:

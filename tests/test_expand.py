@@ -115,3 +115,24 @@ def test_png_bytes_round_trip_rgb():
     images = torch.randint(0, 256, (2, 3, 8, 8), dtype=torch.uint8)
     data = expand_module._png_bytes(images[0])
     assert np.array_equal(np.asarray(PIL.Image.open(io.BytesIO(data))), images[0].permute(1, 2, 0).numpy())
+
+
+def test_a_folder_written_with_other_settings_is_refused(tiny_run, tmp_path):
+    out = tmp_path / "out"
+    expand_dataset(tiny_run, out, num_per_class=2, seed=0, truncation=0.5, progress=False)
+    assert json.loads((out / "expand.json").read_text())["seed"] == 0
+    entry = _manifest(out / "manifest.jsonl")[3]
+    gan = GANAug.from_pretrained(tiny_run, device="cpu")
+    regenerated = gan.sample_seeded([entry["label"]], [entry["seed"]], truncation=entry["truncation"])[0, 0]
+    assert np.array_equal(np.asarray(PIL.Image.open(out / entry["file"])), regenerated.numpy())
+    for overrides, message in (({"seed": 1}, "seed: 0 there, 1 now"),
+                               ({"num_per_class": 1}, "num_per_class: 2 there, 1 now"),
+                               ({"truncation": 1.0}, "truncation: 0.5 there, 1.0 now")):
+        settings = {"num_per_class": 2, "seed": 0, "truncation": 0.5, **overrides}
+        with pytest.raises(ValueError, match=message):
+            expand_dataset(tiny_run, out, progress=False, **settings)
+    again = expand_dataset(tiny_run, out, num_per_class=2, seed=0, truncation=0.5, progress=False)
+    assert again.written == 0 and again.skipped == 20
+    with pytest.raises(ValueError, match="batch_size should be a positive int"):
+        expand_dataset(tiny_run, tmp_path / "other", num_per_class=2, batch_size=0, progress=False)
+    assert not (tmp_path / "other").exists()  # checked before any work
