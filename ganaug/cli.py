@@ -100,8 +100,9 @@ def _build_parser() -> argparse.ArgumentParser:
     complete = commands.add_parser(
         "complete", help="fill a masked region of an image with generated content",
         description="Fill the region given by --mask (a PNG, nonzero = missing) or --box with content generated "
-                    "from the features of the visible part, and write the result as a PNG of the input's size and "
-                    "mode.")
+                    "from the features of the visible part, and write the result as a PNG of the input's size, "
+                    "grayscale or RGB like the input (alpha is dropped; 16-bit and float images are scaled to 8 "
+                    "bits).")
     complete.add_argument("run", type=Path, help="run directory or exported model folder")
     complete.add_argument("--image", type=Path, required=True, help="input image file")
     where = complete.add_mutually_exclusive_group(required=True)
@@ -217,7 +218,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True,
-                        help="'fashion-mnist' (or fashion-mnist:debian|download|embedded|root), or an ImageFolder "
+                        help="'fashion-mnist' (or fashion-mnist:debian|download|embedded|root=DIR), or an ImageFolder "
                              "folder (one subfolder per class, or train/ and test/ trees)")
     parser.add_argument("--split", default="train", choices=("train", "test"), help="which split (default: train)")
     parser.add_argument("--image-size", type=int, default=None,
@@ -334,8 +335,10 @@ def _complete(args: argparse.Namespace) -> int:
 
     if not args.image.is_file():
         raise FileNotFoundError(f"--image {str(args.image)!r} does not exist")
-    image = Image.open(args.image)
-    image = image.convert("L" if image.mode in ("L", "1", "I", "I;16", "F") else "RGB")
+    from ganaug.data import to_8bit
+
+    image = to_8bit(Image.open(args.image))  # 16-bit and float images scaled, not clipped
+    image = image.convert("L" if image.mode in ("L", "1", "LA") else "RGB")
     array = np.asarray(image)
     height, width = array.shape[:2]
     if args.mask is not None:

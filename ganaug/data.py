@@ -15,16 +15,21 @@ import shutil
 import struct
 import subprocess
 import warnings
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from ganaug._network import host_reachable
+
+if TYPE_CHECKING:
+    import PIL.Image
 
 __all__ = [
     "DEBIAN_FASHION_MNIST_DIR",
@@ -202,8 +207,8 @@ class ImageDataset(Dataset):
         if not class_dirs:
             raise ValueError(f"root folder {str(root)!r} has no class subfolders; expected root/<class>/<image>, "
                              f"found only files such as {entries[0].name!r}")
-        files = [(f, label) for label, d in enumerate(class_dirs)
-                 for f in sorted(d.rglob("*")) if f.is_file() and not f.name.startswith(".")]
+        files = [(f, label) for label, d in enumerate(class_dirs) for f in sorted(d.rglob("*"))
+                 if f.is_file() and not any(part.startswith(".") for part in f.relative_to(d).parts)]
         mode = "L" if channels == 1 else "RGB"
         images, labels, skipped = [], [], []
         for path, label in tqdm(files, desc=f"reading {root.name}", disable=not progress, unit="img"):
@@ -212,7 +217,7 @@ class ImageDataset(Dataset):
                 continue
             try:
                 with Image.open(path) as img:
-                    img = ImageOps.exif_transpose(img).convert(mode)
+                    img = to_8bit(ImageOps.exif_transpose(img)).convert(mode)
                     img = ImageOps.fit(img, (width, height), method=Image.Resampling.BICUBIC)
                     array = np.asarray(img, dtype=np.uint8)
             except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError, SyntaxError):
@@ -350,18 +355,51 @@ def load_dataset(
 ) -> ImageDataset:
     """Load what a command line names: ``fashion-mnist`` (or ``fashion-mnist:<source>``), or a folder.
 
-    A folder may be an ImageFolder tree, or hold ``train/`` and ``test/`` ImageFolder trees, in
-    which case ``split`` picks one. Defaults: 28 px and 1 channel for Fashion-MNIST, 64 px and 3
-    channels for folders.
+    ``fashion-mnist:root=DIR`` reads IDX files from DIR. A folder may be an ImageFolder tree
+    (read whole, whatever ``split``), or hold split trees (two or more of ``train/``, ``test/``,
+    ``val/``...), of which ``split`` picks one. Defaults: 28 px and 1 channel for Fashion-MNIST,
+    64 px and 3 channels for folders.
     """
     text = str(data)
     if text == "fashion-mnist" or text.startswith("fashion-mnist:"):
-        source = text.partition(":")[2] or "auto"
-        return load_fashion_mnist(split, source=source, image_size=image_size or 28, channels=channels or 1)
+        source, root = text.partition(":")[2] or "auto", None
+        if source.startswith("root="):  # fashion-mnist:root=DIR
+            source, root = "root", source.partition("=")[2]
+        return load_fashion_mnist(split, root=root, source=source, image_size=image_size or 28,
+                                  channels=channels or 1)
     folder = Path(text)
-    if (folder / split).is_dir() and (folder / ("test" if split == "train" else "train")).is_dir():
+    splits = sorted(p.name for p in folder.iterdir() if p.is_dir() and p.name in _SPLIT_NAMES) \
+        if folder.is_dir() else []
+    if len(splits) >= 2 or (splits and (folder / split).is_dir()):  # a folder of split trees
+        if not (folder / split).is_dir():
+            raise ValueError(f"split {split!r} is not among the split folders of {str(folder)!r}: {splits}")
         folder = folder / split
+    elif split != "train":
+        logger.warning("%s has no train/ and test/ folders: split %r reads all of its images", folder, split)
     return ImageDataset.from_folder(folder, image_size=image_size or 64, channels=channels or 3, progress=progress)
+
+
+_SPLIT_NAMES = ("train", "test", "val", "valid", "validation")
+
+
+def to_8bit(image: PIL.Image.Image) -> PIL.Image.Image:
+    """16-bit, 32-bit integer and float images scaled to 8 bits ('L'); others as they are.
+
+    Pillow's ``convert("L")`` clips such images at 255 instead of scaling them. 16-bit modes and
+    integer images above 255 are scaled from [0, 65535]; float images from [0, 1] when they lie
+    there, else from [0, 255].
+    """
+    if image.mode not in ("I", "F") and not image.mode.startswith("I;16"):
+        return image
+    from PIL import Image
+
+    array = np.asarray(image, dtype=np.float64)
+    top = float(array.max()) if array.size else 0.0
+    if image.mode == "F":
+        scale = 1.0 if top <= 1.0 else 255.0
+    else:
+        scale = 65535.0 if image.mode.startswith("I;16") or top > 255 else 255.0
+    return Image.fromarray(np.clip(np.round(array / scale * 255), 0, 255).astype(np.uint8), mode="L")
 
 
 def default_cache_dir() -> Path:
@@ -445,8 +483,12 @@ def _idx_file(folder: Path, name: str) -> Path | None:
 
 def _read_idx(path: Path) -> np.ndarray:
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as handle:
-        data = handle.read()
+    try:
+        with opener(path, "rb") as handle:
+            data = handle.read()
+    except (EOFError, gzip.BadGzipFile, zlib.error) as error:  # e.g. an interrupted download
+        raise ValueError(f"{str(path)!r} is truncated or damaged ({error}); delete it to have it fetched "
+                         "again") from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise ValueError(f"{str(path)!r} is not an IDX file of unsigned bytes")
     ndim = data[3]

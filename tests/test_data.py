@@ -134,6 +134,10 @@ def test_truncated_idx_file_is_reported(tmp_path):
     path.write_bytes(gzip.compress(content[:-100]))
     with pytest.raises(ValueError, match="truncated"):
         read_fashion_mnist_idx(tmp_path, "train")
+    stream = gzip.compress(content)
+    path.write_bytes(stream[:len(stream) // 2])  # what an interrupted download leaves: a cut gzip stream
+    with pytest.raises(ValueError, match=r"truncated or damaged .*delete it"):
+        read_fashion_mnist_idx(tmp_path, "train")
 
 
 # --- ImageFolder -------------------------------------------------------------------------------
@@ -200,7 +204,7 @@ def test_image_folder_errors(tmp_path):
         ImageDataset.from_folder(flat, image_size=0)
 
 
-def test_load_dataset_picks_split_folders(tmp_path):
+def test_load_dataset_picks_split_folders(tmp_path, caplog):
     rng = np.random.default_rng(2)
     _make_folder(tmp_path / "train", rng)
     _make_folder(tmp_path / "test", rng)
@@ -209,6 +213,38 @@ def test_load_dataset_picks_split_folders(tmp_path):
     assert str(tmp_path / "train") in train.source.location
     embedded = load_dataset("fashion-mnist:embedded", split="test")
     assert len(embedded) == 1000 and embedded.channels == 1
+    other = tmp_path / "tv"  # train/ and val/: a split layout, not two classes
+    _make_folder(other, rng)
+    (other / "cat").rename(other / "train")
+    (other / "dog").rename(other / "val")
+    for name in ("train", "val"):
+        (other / name / "x").mkdir()
+        for image in list((other / name).glob("*.*")):
+            image.rename(other / name / "x" / image.name)
+    assert load_dataset(other, split="train", image_size=16).classes == ("x",)
+    with pytest.raises(ValueError, match=r"split 'test' is not among the split folders .*\['train', 'val'\]"):
+        load_dataset(other, split="test", image_size=16)
+    with caplog.at_level(logging.WARNING, logger="ganaug.data"):
+        plain = load_dataset(tmp_path / "train", split="test", image_size=16)
+    assert len(plain) == 15 and "split 'test' reads all of its images" in caplog.text
+
+
+def test_load_dataset_fashion_mnist_from_a_folder(tmp_path):
+    write_fashion_mnist_idx(tmp_path)
+    dataset = load_dataset(f"fashion-mnist:root={tmp_path}", split="train")
+    assert dataset.source.kind == "root" and len(dataset) > 0
+
+
+def test_image_folder_scales_16_bit_images_and_skips_hidden_folders(tmp_path):
+    root = tmp_path / "data"
+    for name in ("a", "b"):
+        (root / name / ".ipynb_checkpoints").mkdir(parents=True)
+        Image.new("L", (8, 8), 10).save(root / name / ".ipynb_checkpoints" / "copy.png")
+    Image.fromarray(np.full((8, 8), 32896, np.uint16)).save(root / "a" / "wide.png")  # 16-bit, half range
+    Image.new("L", (8, 8), 200).save(root / "b" / "plain.png")
+    dataset = ImageDataset.from_folder(root, image_size=8, channels=1)
+    assert dataset.class_counts() == [1, 1]  # the checkpoint copies are not images of the classes
+    assert int(dataset.images[0].float().mean()) == 128 and int(dataset.images[1].float().mean()) == 200
 
 
 # --- in-memory arrays --------------------------------------------------------------------------
