@@ -108,11 +108,11 @@ class GANAugment(v2.Transform):
         if not batch and torch.rand(1).item() >= self.p:
             return sample  # decided before any parsing: the skipped half of the samples costs almost nothing
         if (not batch and isinstance(sample, tuple) and len(sample) == 2 and self.labels_getter == "default"
-                and _is_image(sample[0]) and isinstance(sample[1], (int, torch.Tensor))):
+                and _is_image(sample[0]) and isinstance(sample[1], (int, np.integer, torch.Tensor))):
             return self._transform_single(sample[0], self._labels(sample[1], 1)), sample[1]  # (image, label)
         flat, spec = tree_flatten(sample)
         label = find_label(sample) if self.labels_getter == "default" else self.labels_getter(sample)
-        image_positions = [i for i, item in enumerate(flat) if _is_image(item) and item is not label]
+        image_positions = _image_positions(flat, label)
         if not image_positions:
             raise TypeError(f"{type(self).__name__} found no image (PIL image or tensor) in its input")
         batched = [i for i in image_positions if _ndim(flat[i]) == 4]
@@ -176,10 +176,13 @@ class GANAugment(v2.Transform):
                 raise TypeError(f"label should hold integer class indices, got a {label.dtype} tensor; "
                                 "apply GANAugment before MixUp/CutMix")
             labels = label.flatten().tolist()
-        elif isinstance(label, int) and not isinstance(label, bool):
-            labels = [label]
+        elif isinstance(label, (int, np.integer)) and not isinstance(label, (bool, np.bool_)):
+            labels = [int(label)]
+        elif isinstance(label, np.ndarray) and label.dtype.kind in "iu":
+            labels = label.flatten().tolist()
         else:
-            raise TypeError(f"label should be an int or an int tensor, got {type(label).__name__}")
+            raise TypeError(f"label should be an int, an int tensor or an int numpy array, got "
+                            f"{type(label).__name__}")
         if len(labels) == 1 and num > 1:
             labels = labels * num
         if len(labels) != num:
@@ -234,7 +237,7 @@ class GANCutoutFill(v2.Transform):
             return sample
         flat, spec = tree_flatten(sample)
         label = find_label(sample)
-        positions = [i for i, item in enumerate(flat) if _is_image(item) and item is not label]
+        positions = _image_positions(flat, label)
         if not positions:
             raise TypeError(f"{type(self).__name__} found no image (PIL image or tensor) in its input")
         for i in positions:
@@ -267,7 +270,10 @@ class GANCutoutFill(v2.Transform):
     def _labels(self, label: Any, num: int, gan: Any) -> list[int] | None:
         if label is None:
             return None
-        labels = label.flatten().tolist() if isinstance(label, torch.Tensor) else [label]
+        if isinstance(label, (torch.Tensor, np.ndarray)):
+            labels = label.flatten().tolist()
+        else:
+            labels = [int(label) if isinstance(label, np.integer) else label]
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in labels) or len(labels) not in (1, num):
             raise TypeError(f"label should be an int or one int per image, got {label!r}")
         check_labels(labels, gan.num_classes, "label")
@@ -284,10 +290,29 @@ class GANCutoutFill(v2.Transform):
 
 
 def _holds_batch(sample: Any) -> bool:
-    """Whether a sample's top level holds a (B, C, H, W) tensor (batch mode)."""
-    items = sample.values() if isinstance(sample, collections.abc.Mapping) else (
-        sample if isinstance(sample, (tuple, list)) else (sample,))
-    return any(isinstance(item, torch.Tensor) and item.ndim == 4 for item in items)
+    """Whether the images at a sample's top level are (B, C, H, W) batches (batch mode).
+
+    Only what :func:`_image_positions` would take as images counts: a 4-D mask, video or other
+    tensor beside a single image does not make a batch.
+    """
+    items = list(sample.values() if isinstance(sample, collections.abc.Mapping) else (
+        sample if isinstance(sample, (tuple, list)) else (sample,)))
+    return any(_ndim(items[i]) == 4 for i in _image_positions(items, None))
+
+
+def _image_positions(flat: list, label: Any) -> list[int]:
+    """Which items are images, by torchvision v2's rule.
+
+    ``tv_tensors.Image`` and PIL images; when a sample holds none of those (nor a
+    ``tv_tensors.Video``), its first plain tensor of 3 or more dimensions, and no other: a second
+    plain tensor (a depth map, a weight map) is left alone, as v2's own transforms leave it.
+    """
+    typed = [i for i, item in enumerate(flat) if isinstance(item, (PIL.Image.Image, tv_tensors.Image))]
+    if typed or any(isinstance(item, tv_tensors.Video) for item in flat):
+        return typed
+    plain = (i for i, item in enumerate(flat) if _is_image(item) and item is not label)
+    first = next(plain, None)
+    return [] if first is None else [first]
 
 
 def _is_image(item: Any) -> bool:

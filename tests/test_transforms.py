@@ -239,6 +239,40 @@ def test_torchvision_keeps_sample_structure(tiny_run):
     assert gan_transforms.find_label(image) is None
 
 
+def test_torchvision_changes_only_what_v2_takes_for_images(tiny_run):
+    transform = gan_transforms.GANAugment(tiny_run, mode="replace", p=1.0, **SMALL_BANK)
+    image, depth = torch.zeros(1, 28, 28, dtype=torch.uint8), torch.zeros(1, 28, 28, dtype=torch.uint8)
+    out = transform({"image": image, "depth": depth, "label": 2})  # plain tensors: only the first is the image
+    assert not torch.equal(out["image"], image) and out["depth"] is depth
+    typed = tv_tensors.Image(image.clone())
+    out = transform({"image": typed, "weights": depth, "label": 2})  # beside a tv_tensors.Image: none
+    assert not torch.equal(out["image"], typed) and out["weights"] is depth
+    cutout = gan_transforms.GANCutoutFill(tiny_run, p=1.0, device="cpu")
+    out = cutout({"image": torch.full((1, 28, 28), 128, dtype=torch.uint8), "depth": depth, "label": 2})
+    assert out["depth"] is depth
+
+
+def test_torchvision_p_holds_for_a_single_image_beside_a_4d_mask(tiny_run):
+    image = tv_tensors.Image(torch.zeros(1, 28, 28, dtype=torch.uint8))
+    masks = tv_tensors.Mask(torch.zeros(1, 3, 28, 28, dtype=torch.uint8))  # one-hot masks: 4-D, not a batch
+    for transform in (gan_transforms.GANAugment(tiny_run, mode="replace", p=0.0, **SMALL_BANK),
+                      gan_transforms.GANCutoutFill(tiny_run, p=0.0, device="cpu")):
+        out = transform({"image": image, "masks": masks, "label": 1})
+        assert torch.equal(out["image"], image) and out["masks"] is masks
+
+
+def test_torchvision_takes_numpy_integer_labels(tiny_run):
+    image = torch.zeros(1, 28, 28, dtype=torch.uint8)
+    torch.manual_seed(0)
+    expected = gan_transforms.GANAugment(tiny_run, mode="replace", p=1.0, bank_seed=0, **SMALL_BANK)(image, 2)[0]
+    for label in (np.int64(2), np.array(2), np.array([2])):
+        torch.manual_seed(0)
+        transform = gan_transforms.GANAugment(tiny_run, mode="replace", p=1.0, bank_seed=0, **SMALL_BANK)
+        assert torch.equal(transform(image, label)[0], expected)
+    cutout = gan_transforms.GANCutoutFill(tiny_run, p=1.0, device="cpu")
+    assert cutout(torch.full((1, 28, 28), 128, dtype=torch.uint8), np.int64(2))[0].shape == (1, 28, 28)
+
+
 def test_torchvision_batch_mode_is_one_generator_pass(tiny_run):
     transform = gan_transforms.GANAugment(tiny_run, mode="mix", p=1.0, device="cpu")
     calls = []
