@@ -13,7 +13,9 @@ own RNG in DataLoader workers, so without it every worker draws the same augment
 
 from __future__ import annotations
 
+import functools
 import os
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -120,30 +122,54 @@ class GANAugment(A.ImageOnlyTransform):
         return super().available_keys | {"class_label"}  # accepted in every mode, also under Compose(strict=True)
 
     def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
-        return {"class_label": data.get("class_label")}
+        # Every random draw is made here, as albumentations expects, so that ReplayCompose replays
+        # it and additional image targets get the same augmentation: bank positions and mix
+        # weights (one per image of an ``images`` target), or the variant seed.
+        rng = self.random_generator
+        images = data.get("images")
+        num = len(images) if images is not None and "image" not in data else 1
+        drawn: dict[str, Any] = {"class_label": data.get("class_label")}
+        if self.mode == "variant":
+            drawn["seed"] = int(rng.integers(2**62))
+        elif num == 1:  # scalar draws: a per-sample transform pays for every microsecond
+            drawn["positions"] = [int(rng.integers(self.bank_size))]
+            if self.mode == "mix":
+                drawn["weights"] = [float(rng.uniform(self.mix_ratio[0], self.mix_ratio[1]))]
+        else:
+            drawn["positions"] = rng.integers(0, self.bank_size, num).tolist()
+            if self.mode == "mix":
+                drawn["weights"] = rng.uniform(self.mix_ratio[0], self.mix_ratio[1], num).tolist()
+        return drawn
 
-    def apply(self, img: np.ndarray, class_label: Any = None, **params: Any) -> np.ndarray:
+    def apply(self, img: np.ndarray, class_label: Any = None, positions: list[int] | None = None,
+              weights: list[float] | None = None, seed: int | None = None, **params: Any) -> np.ndarray:
         images = _to_batch(img, "image")
         labels = self._labels(class_label, 1)
         if labels is not None:
             fast = augment_one(self.bank, images[0], labels[0], self.mode, tuple(self.mix_ratio),
-                               self.random_generator)
+                               self.random_generator, position=positions[0] if positions else None,
+                               weight=weights[0] if weights else None)
             if fast is not None:
                 return _from_batch(fast[None], img)[0]
-        return _from_batch(self._augment(images, labels), img)[0]
+        return _from_batch(self._augment(images, labels, positions, weights, seed), img)[0]
 
-    def apply_to_images(self, images: np.ndarray, class_label: Any = None, **params: Any) -> np.ndarray:
+    def apply_to_images(self, images: np.ndarray, class_label: Any = None, positions: list[int] | None = None,
+                        weights: list[float] | None = None, seed: int | None = None, **params: Any) -> np.ndarray:
         if images.ndim not in (3, 4):
             raise ValueError(f"images should be (N, H, W) or (N, H, W, C), got shape {images.shape}")
         batch = np.concatenate([_to_batch(image, "images") for image in images]) if len(images) else None
         if batch is None:
             return images
         labels = self._labels(class_label, len(images))
-        return _from_batch(self._augment(batch, labels), images[0]).reshape(images.shape)
+        if positions is not None and len(positions) != len(images):  # params drawn for another count
+            positions = weights = None
+        return _from_batch(self._augment(batch, labels, positions, weights, seed), images[0]).reshape(images.shape)
 
-    def _augment(self, images: np.ndarray, labels: torch.Tensor | None) -> np.ndarray:
+    def _augment(self, images: np.ndarray, labels: torch.Tensor | None, positions: list[int] | None = None,
+                 weights: list[float] | None = None, seed: int | None = None) -> np.ndarray:
         tensor = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
-        out = augment_images(self.bank, tensor, labels, self.mode, tuple(self.mix_ratio), self.random_generator)
+        out = augment_images(self.bank, tensor, labels, self.mode, tuple(self.mix_ratio), self.random_generator,
+                             positions=positions, weights=weights, seed=seed)
         return out.permute(0, 2, 3, 1).numpy()
 
     def _labels(self, class_label: Any, num: int) -> list[int] | None:
@@ -265,27 +291,41 @@ def _from_batch(batch: np.ndarray, like: np.ndarray) -> np.ndarray:
     return batch[..., 0] if like.ndim == 2 else batch
 
 
-def _composes(obj: Any, depth: int = 3) -> Iterator[BaseCompose]:
-    """albumentations Compose objects held by a dataset (or a wrapper of one), a few attributes deep."""
-    if isinstance(obj, BaseCompose):
+_MAX_CHILDREN = 256  # longer lists and dicts are data (file lists, samples), not pipelines: not searched
+
+
+def _seedables(obj: Any, depth: int = 4) -> Iterator[BaseCompose | A.BasicTransform]:
+    """albumentations pipelines held by a dataset (or a wrapper of one), a few levels deep.
+
+    A Compose, or a transform used without one; found in attributes, short lists, tuples and
+    dicts, and in the closures and ``functools.partial`` arguments of callables.
+    """
+    if isinstance(obj, (BaseCompose, A.BasicTransform)):
         yield obj
         return
-    if depth == 0 or isinstance(obj, (str, bytes, np.ndarray, torch.Tensor)):
+    if depth == 0 or isinstance(obj, (str, bytes, int, float, np.ndarray, torch.Tensor)):
         return
     if isinstance(obj, (list, tuple)):
-        children = obj
+        children = obj if len(obj) <= _MAX_CHILDREN else ()
     elif isinstance(obj, dict):
-        children = obj.values()
+        children = obj.values() if len(obj) <= _MAX_CHILDREN else ()
+    elif isinstance(obj, functools.partial):
+        children = [obj.func, *obj.args, *obj.keywords.values()]
+    elif callable(obj) and getattr(obj, "__closure__", None):  # a lambda or closure wrapping a pipeline
+        children = [cell.cell_contents for cell in obj.__closure__ if cell.cell_contents is not obj]
     elif hasattr(obj, "__dict__"):
         children = vars(obj).values()
     else:
         return
     for child in children:
-        yield from _composes(child, depth - 1)
+        yield from _seedables(child, depth - 1)
 
 
 def worker_init_fn(worker_id: int) -> None:
-    """Seed every albumentations ``Compose`` of the worker's dataset from the worker's seed.
+    """Seed every albumentations ``Compose`` (or transform used alone) of the worker's dataset from the worker's seed.
+
+    It finds them in the dataset's attributes, short lists and dicts, and in the closures and
+    ``functools.partial`` arguments of callables, a few levels deep; it warns when it finds none.
 
     Pass it as ``DataLoader(..., worker_init_fn=worker_init_fn)``. Each worker (and each epoch)
     then draws its own augmentations, and a DataLoader with a seeded ``generator`` repeats them
@@ -295,9 +335,15 @@ def worker_init_fn(worker_id: int) -> None:
     if info is None:
         return
     seen: set[int] = set()
-    for compose in _composes(info.dataset):
-        if id(compose) in seen:
+    for pipeline in _seedables(info.dataset):
+        if id(pipeline) in seen:
             continue
-        seen.add(id(compose))
-        entropy = [info.seed] if compose.seed is None else [info.seed, compose.seed]
-        compose.set_random_seed(int(np.random.SeedSequence(entropy).generate_state(1)[0]))
+        seen.add(id(pipeline))
+        own = getattr(pipeline, "seed", None)
+        entropy = [info.seed] if own is None else [info.seed, own]
+        pipeline.set_random_seed(int(np.random.SeedSequence(entropy).generate_state(1)[0]))
+    if not seen:
+        warnings.warn("worker_init_fn found no albumentations Compose or transform in the DataLoader's dataset "
+                      "(searched its attributes, short lists and dicts, closures and partials, a few levels "
+                      "deep), so the workers may repeat each other's augmentations; call "
+                      "compose.set_random_seed(...) in your own worker_init_fn", stacklevel=2)

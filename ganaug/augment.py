@@ -7,6 +7,8 @@ given (numpy for albumentations, torch or torch's global RNG for torchvision).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -62,7 +64,8 @@ def fit_images(images: torch.Tensor, channels: int, size: tuple[int, int]) -> to
 
 def augment_images(bank: SampleBank, images: torch.Tensor, labels: list[int] | None, mode: str,
                    mix_ratio: tuple[float, float], rng: np.random.Generator | torch.Generator | None,
-                   fresh: bool = False) -> torch.Tensor:
+                   fresh: bool = False, positions: Sequence[int] | None = None,
+                   weights: Sequence[float] | None = None, seed: int | None = None) -> torch.Tensor:
     """Replace, mix or vary images with generated ones.
 
     Args:
@@ -77,30 +80,35 @@ def augment_images(bank: SampleBank, images: torch.Tensor, labels: list[int] | N
         rng: numpy Generator, torch Generator, or None for torch's global RNG.
         fresh: "replace" and "mix" generate new samples in one generator pass instead of
             drawing from the bank (batch mode on a GPU).
+        positions, weights, seed: draws made beforehand (bank positions, mix weights, the
+            variant seed), used instead of drawing from ``rng``: how an albumentations
+            transform makes its parameters replayable.
 
     Returns:
         The augmented images: the input's dtype, shape and device.
     """
     num, channels, height, width = images.shape
     if mode == "variant":
-        seed = int(random_integers(2**62, 1, rng)[0])
+        seed = int(random_integers(2**62, 1, rng)[0]) if seed is None else seed
         synthetic = bank.variants(images, labels, seed)
     elif fresh:
         seed = int(random_integers(2**62, 1, rng)[0])
         synthetic = bank.gan.sample(num, labels, seed=seed, truncation=bank.truncation, batch_size=max(num, 1))
     else:
-        synthetic = bank.draw(labels, rng)
+        synthetic = bank.draw(labels, rng, positions=positions)
     synthetic = fit_images(synthetic.to(images.device), channels, (height, width))
     if mode != "mix":
         return synthetic if images.dtype == torch.uint8 else synthetic.to(images.dtype) / 255
-    weights = _random_uniform(num, *mix_ratio, rng).to(images.device)[:, None, None, None]
+    weights = (_random_uniform(num, *mix_ratio, rng) if weights is None
+               else torch.tensor(weights, dtype=torch.float32)).to(images.device)[:, None, None, None]
     if images.dtype == torch.uint8:  # a convex combination of values in [0, 255]: no clamp needed
         return images.float().lerp_(synthetic.float(), weights).round_().to(torch.uint8)
     return torch.lerp(images, synthetic.to(images.dtype) / 255, weights.to(images.dtype))
 
 
 def augment_one(bank: SampleBank, image: np.ndarray, label: int, mode: str, mix_ratio: tuple[float, float],
-                rng: np.random.Generator | torch.Generator | None, layout: str = "HWC") -> np.ndarray | None:
+                rng: np.random.Generator | torch.Generator | None, layout: str = "HWC",
+                position: int | None = None, weight: float | None = None) -> np.ndarray | None:
     """The per-sample fast path of :func:`augment_images` for one numpy image, or None where it does not apply.
 
     It covers "replace" and "mix" when the image already has the bank's size and channels
@@ -113,6 +121,7 @@ def augment_one(bank: SampleBank, image: np.ndarray, label: int, mode: str, mix_
         label: the class.
         rng: numpy Generator, torch Generator, or None for torch's global RNG.
         layout: "HWC" (albumentations) or "CHW" (a tensor's memory, seen through ``.numpy()``).
+        position, weight: the bank position and mix weight drawn beforehand, instead of from ``rng``.
 
     Returns:
         The image's dtype and shape, or None (use :func:`augment_images`).
@@ -122,14 +131,15 @@ def augment_one(bank: SampleBank, image: np.ndarray, label: int, mode: str, mix_
     channels, height, width = bank.fill().image_shape
     if image.shape != ((height, width, channels) if layout == "HWC" else (channels, height, width)):
         return None
-    synthetic = bank.draw_one(label, rng)
+    synthetic = bank.draw_one(label, rng, position=position)
     if layout == "HWC":
         synthetic = synthetic.transpose(1, 2, 0)
     if mode == "replace":
         return np.ascontiguousarray(synthetic) if image.dtype == np.uint8 else synthetic * np.float32(1 / 255)
     low, high = mix_ratio
-    weight = rng.uniform(low, high) if isinstance(rng, np.random.Generator) else \
-        low + (high - low) * torch.rand(1, generator=rng).item()
+    if weight is None:
+        weight = rng.uniform(low, high) if isinstance(rng, np.random.Generator) else \
+            low + (high - low) * torch.rand(1, generator=rng).item()
     if image.dtype == np.uint8:
         mixed = image * np.float32(1 - weight)  # float32 throughout: half the memory traffic of float64
         mixed += synthetic * np.float32(weight)

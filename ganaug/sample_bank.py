@@ -180,6 +180,7 @@ class SampleBank:
         return self._images.shape[0] if self._images is not None else self.gan.num_classes
 
     def draw(self, labels: Sequence[int] | torch.Tensor, rng: np.random.Generator | torch.Generator | None = None,
+             positions: Sequence[int] | None = None,
              ) -> torch.Tensor:
         """Random bank images of the given classes: uint8 (N, C, H, W).
 
@@ -194,22 +195,36 @@ class SampleBank:
         self.fill()
         labels = labels.tolist() if isinstance(labels, torch.Tensor) else [int(label) for label in labels]
         check_labels(labels, self._images.shape[0])
-        positions = random_integers(self.size_per_class, len(labels), rng).tolist()
+        if positions is None:
+            positions = random_integers(self.size_per_class, len(labels), rng).tolist()
+        else:
+            positions = [int(position) % self.size_per_class for position in positions]
+            if len(positions) != len(labels):
+                raise ValueError(f"positions should hold one bank position per label ({len(labels)}), "
+                                 f"got {len(positions)}")
         with self._lock:
             picked = [self._images[label, position] for label, position in zip(labels, positions, strict=True)]
             images = torch.stack(picked) if picked else self._images[:0, 0].clone()
         self._count_draws(len(labels))
         return images
 
-    def draw_one(self, label: int, rng: np.random.Generator | torch.Generator | None = None) -> np.ndarray:
-        """One random bank image of class ``label`` as a numpy uint8 (C, H, W) copy: the per-sample fast path."""
+    def draw_one(self, label: int, rng: np.random.Generator | torch.Generator | None = None,
+                 position: int | None = None) -> np.ndarray:
+        """One random bank image of class ``label`` as a numpy uint8 (C, H, W) copy: the per-sample fast path.
+
+        ``position`` picks the image (modulo ``size_per_class``) instead of ``rng``.
+        """
         self._check_process()
         if self._images is None:
             self.fill()
         if not 0 <= label < self._images.shape[0]:
             check_labels([label], self._images.shape[0])
-        position = int(rng.integers(self.size_per_class)) if isinstance(rng, np.random.Generator) else \
-            int(torch.randint(self.size_per_class, (1,), generator=rng))
+        if position is not None:
+            position = int(position) % self.size_per_class
+        elif isinstance(rng, np.random.Generator):
+            position = int(rng.integers(self.size_per_class))
+        else:
+            position = int(torch.randint(self.size_per_class, (1,), generator=rng))
         with self._lock:
             image = self._images.numpy()[label, position].copy()
         self._count_draws(1)

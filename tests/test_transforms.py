@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import types
 
 import albumentations as A
 import numpy as np
@@ -149,6 +150,27 @@ def test_albumentations_serialization_round_trips(tiny_run, tmp_path):
         pipeline.set_random_seed(5)
         outputs.append(pipeline(image=image, class_label=4)["image"])
     assert np.array_equal(outputs[0], outputs[1]) and np.array_equal(outputs[0], outputs[2])
+
+
+@pytest.mark.filterwarnings("ignore:.*could work incorrectly in ReplayMode")  # its params read class_label
+@pytest.mark.parametrize("mode", MODES)
+def test_albumentations_draws_in_params_so_replay_and_extra_targets_agree(tiny_run, mode):
+    """ReplayCompose replays the same augmentation; an additional image target gets the same one."""
+    def augment():  # one instance per pipeline, as albumentations wants
+        return gan_albumentations.GANAugment(tiny_run, mode=mode, p=1.0, bank_seed=0, **SMALL_BANK)
+
+    image = _image((28, 28), np.uint8)
+    replay = A.ReplayCompose([augment()])
+    replay.set_random_seed(3)
+    first = replay(image=image, class_label=4)
+    for _ in range(3):
+        again = A.ReplayCompose.replay(first["replay"], image=image, class_label=4)
+        assert np.array_equal(again["image"], first["image"])
+    paired = A.Compose([augment()], additional_targets={"image2": "image"}, seed=3)
+    out = paired(image=image, image2=image.copy(), class_label=4)
+    assert np.array_equal(out["image"], out["image2"])
+    stacked = A.Compose([augment()], seed=3)(images=np.stack([image, image, image]), class_label=4)["images"]
+    assert stacked.shape == (3, 28, 28) and (mode == "variant" or not np.array_equal(stacked[0], stacked[1]))
 
 
 @pytest.mark.parametrize("adapter", ["albumentations", "torchvision"])
@@ -348,6 +370,35 @@ def test_dataloader_workers_are_seeded_and_differ(tiny_run, context, adapter):
     assert all(np.array_equal(a, b) for w in (0, 1) for a, b in zip(first[w], again[w], strict=True))
     assert not all(np.array_equal(a, b) for a, b in zip(first[0], first[1], strict=True))  # workers differ
     assert not all(np.array_equal(a, b) for w in (0, 1) for a, b in zip(first[w], other[w], strict=True))
+
+
+class _Wrapped(Dataset):
+    """A dataset whose albumentations pipeline hides in a closure, as `transform=lambda x: compose(...)` does."""
+
+    def __init__(self, transform):
+        self.transform = transform
+        self.image = _image((28, 28), np.uint8)
+
+    def __len__(self) -> int:
+        return 6
+
+    def __getitem__(self, index: int):
+        return get_worker_info().id, self.transform(self.image)
+
+
+def test_worker_init_fn_finds_lone_transforms_and_closures_and_warns_when_there_is_none(tiny_run, monkeypatch):
+    augment = gan_albumentations.GANAugment(tiny_run, mode="mix", p=1.0, bank_seed=0, **SMALL_BANK)
+    augment.bank.fill()  # shared by the forked workers: only the transform's RNG can make them differ
+    compose = A.Compose([gan_albumentations.GANAugment(tiny_run, mode="mix", p=1.0, bank_seed=0, **SMALL_BANK)])
+    compose.transforms[0].bank.fill()
+    for transform in (lambda image: augment(image=image, class_label=2)["image"],  # a lone transform
+                      lambda image: compose(image=image, class_label=2)["image"]):  # a Compose in a closure
+        streams = _worker_streams(_Wrapped(transform), "fork", 0, gan_albumentations.worker_init_fn)
+        assert not all(np.array_equal(a, b) for a, b in zip(streams[0], streams[1], strict=True))
+    worker = types.SimpleNamespace(seed=1, dataset=_Wrapped(lambda image: image))  # as a worker sees it
+    monkeypatch.setattr(gan_albumentations, "get_worker_info", lambda: worker)
+    with pytest.warns(UserWarning, match="found no albumentations"):
+        gan_albumentations.worker_init_fn(0)
 
 
 def test_without_worker_init_fn_albumentations_workers_repeat_each_other(tiny_run):
