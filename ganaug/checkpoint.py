@@ -24,6 +24,7 @@ __all__ = [
     "CheckpointError",
     "flatten_optimizer",
     "read_checkpoint",
+    "read_checkpoint_info",
     "strip_prefix",
     "unflatten_optimizer",
     "write_checkpoint",
@@ -51,6 +52,16 @@ def write_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], 
 def read_checkpoint(path: str | os.PathLike, file_format: str = CHECKPOINT_FORMAT,
                     ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Read a file written by :func:`write_checkpoint`; raise :class:`CheckpointError` on anything else."""
+    return _read(path, file_format, with_tensors=True)
+
+
+def read_checkpoint_info(path: str | os.PathLike, file_format: str = CHECKPOINT_FORMAT) -> dict[str, Any]:
+    """Only the info block of a file written by :func:`write_checkpoint` (no tensor is read)."""
+    return _read(path, file_format, with_tensors=False)[1]
+
+
+def _read(path: str | os.PathLike, file_format: str, with_tensors: bool,
+          ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
@@ -60,7 +71,7 @@ def read_checkpoint(path: str | os.PathLike, file_format: str = CHECKPOINT_FORMA
             if metadata.get("format") != file_format:
                 raise CheckpointError(f"{str(path)!r} is not a ganaug {file_format} file (its format is "
                                       f"{metadata.get('format')!r}); was it written by another program?")
-            tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
+            tensors = {name: handle.get_tensor(name) for name in handle.keys()} if with_tensors else {}  # noqa: SIM118
     except CheckpointError:
         raise
     except Exception as error:  # safetensors raises its own types for damaged files

@@ -314,6 +314,8 @@ def _sample(args: argparse.Namespace) -> int:
     from ganaug._io import save_image_grid
     from ganaug.gan import GANAug
 
+    if args.num < 1:
+        raise ValueError(f"--num should be a positive int, got {args.num}")
     gan = GANAug.from_pretrained(args.run)
     if args.class_label is None:  # classes in turn, one row each
         nrow = math.ceil(args.num / gan.num_classes)

@@ -19,7 +19,8 @@ import torch
 from torch.utils.data import Dataset
 
 from ganaug.augment import fit_images
-from ganaug.gan import GANAug
+from ganaug.checkpoint import MODEL_FORMAT, read_checkpoint_info
+from ganaug.gan import MODEL_FILE, GANAug
 from ganaug.lazy_model import LazyGAN
 
 __all__ = ["BALANCE_MODES", "ExpandedDataset", "SyntheticDataset", "item_seed", "synthetic_class_counts"]
@@ -42,7 +43,7 @@ class SyntheticDataset(Dataset):
         num_per_class: the same number of items for every class; or
         class_counts: items per class (one count per class of the model).
         seed: base seed; item ``i`` is generated from ``item_seed(seed, i)``.
-        image_size: (H, W) to resize to; default the model's resolution.
+        image_size: (H, W) (or one int for a square) to resize to; default the model's resolution.
         transform: applied to each image (a uint8 (C, H, W) tensor).
         device: "cpu", "cuda" or "auto" (see :class:`ganaug.lazy_model.LazyGAN`).
         cache: keep generated images in memory (uint8, ``len * C * H * W`` bytes), so that a
@@ -54,7 +55,9 @@ class SyntheticDataset(Dataset):
                  transform: Callable[[torch.Tensor], Any] | None = None, device: str = "auto", cache: bool = True):
         if (num_per_class is None) == (class_counts is None):
             raise ValueError("give exactly one of num_per_class and class_counts")
-        if not isinstance(seed, int) or seed < 0:
+        if isinstance(seed, np.integer):
+            seed = int(seed)
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed should be a non-negative int, got {seed!r}")
         self.model = LazyGAN(gan, device)
         num_classes = self.model.gan.num_classes if isinstance(gan, GANAug) else _num_classes(self.model.path)
@@ -62,12 +65,16 @@ class SyntheticDataset(Dataset):
             if isinstance(num_per_class, bool) or not isinstance(num_per_class, int) or num_per_class < 0:
                 raise ValueError(f"num_per_class should be a non-negative int, got {num_per_class!r}")
             class_counts = [num_per_class] * num_classes
+        if any(isinstance(c, bool) or not isinstance(c, (int, np.integer)) for c in class_counts):
+            raise ValueError(f"class_counts should hold {num_classes} non-negative int counts, got {class_counts!r}")
         class_counts = [int(c) for c in class_counts]
         if len(class_counts) != num_classes or min(class_counts, default=0) < 0:
             raise ValueError(f"class_counts should hold {num_classes} non-negative counts (one per class), "
                              f"got {class_counts!r}")
         self.class_counts = class_counts
         self.seed = seed
+        if isinstance(image_size, int):
+            image_size = (image_size, image_size)
         self.image_size = None if image_size is None else (int(image_size[0]), int(image_size[1]))
         self.transform = transform
         self.cache = cache
@@ -254,6 +261,8 @@ class ExpandedDataset(Dataset):
         return torch.arange(len(self)) >= len(self.base)
 
     def is_synthetic(self, index: int) -> bool:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for a dataset of {len(self)} items")
         return (index % len(self)) >= len(self.base)
 
     def class_counts(self) -> dict[str, list[int]]:
@@ -282,9 +291,14 @@ class ExpandedDataset(Dataset):
 
 
 def _num_classes(path: str) -> int:
-    """The number of classes of a saved model, from its config, without loading weights."""
-    config = json.loads((Path(path) / "config.json").read_text())
-    return len(config["classes"])
+    """The number of classes of a saved model, from its config (or its weights file's header), without loading."""
+    config = Path(path) / "config.json"
+    if config.is_file():
+        return len(json.loads(config.read_text())["classes"])
+    weights = Path(path) / MODEL_FILE
+    if weights.is_file():  # an export whose config.json (a copy for people) was not kept
+        return len(read_checkpoint_info(weights, MODEL_FORMAT)["classes"])
+    raise FileNotFoundError(f"model path {str(path)!r} holds neither config.json nor {MODEL_FILE}")
 
 
 def _base_labels(base: Dataset) -> list[int]:
@@ -316,14 +330,28 @@ def _image_size(example: Any) -> tuple[int, int]:
 def _like(image: torch.Tensor, example: Any) -> Any:
     """A uint8 (C, H, W) synthetic image in the form of a real example image (type, channels, dtype)."""
     if isinstance(example, PIL.Image.Image):
-        gray = example.mode in ("L", "1", "I", "F")
+        mode = example.mode
+        gray = mode in ("L", "1", "I", "F", "LA", "La") or mode.startswith("I;16")
         array = _channels(image, 1 if gray else 3).permute(1, 2, 0).numpy()
-        return PIL.Image.fromarray(array[:, :, 0] if gray else array)
+        picture = PIL.Image.fromarray(array[:, :, 0] if gray else array)
+        if mode in ("L", "RGB"):
+            return picture
+        if mode.startswith("I;16"):  # 16-bit: the full range, as the real images have it
+            return PIL.Image.fromarray(array[:, :, 0].astype(np.uint16) * 257).convert(mode)
+        if mode == "I":
+            return PIL.Image.fromarray(array[:, :, 0].astype(np.int32) * 257)
+        if mode == "F":
+            return PIL.Image.fromarray(array[:, :, 0].astype(np.float32) / 255)
+        return picture.convert(mode)  # RGBA/LA (opaque), P (a palette), 1, CMYK, ...
     if isinstance(example, np.ndarray):
         channels = 1 if example.ndim == 2 else example.shape[2]
         out = _channels(image, channels).permute(1, 2, 0).numpy()
         out = out[:, :, 0] if example.ndim == 2 else out
-        return out.astype(example.dtype) / 255 if example.dtype != np.uint8 else out
+        if example.dtype == np.uint8:
+            return out
+        if np.issubdtype(example.dtype, np.integer):  # e.g. uint16: scaled to the dtype's range
+            return np.round(out.astype(np.float64) / 255 * np.iinfo(example.dtype).max).astype(example.dtype)
+        return out.astype(example.dtype) / 255
     out = _channels(image, example.shape[0])
     if example.dtype == torch.uint8:
         return out

@@ -10,7 +10,7 @@ from PIL import Image
 
 from ganaug.cli import main
 
-SUBCOMMANDS = ["info", "pretrain-extractor", "train", "sample", "demo"]
+SUBCOMMANDS = ["info", "pretrain-extractor", "train", "sample", "complete", "expand", "eval", "features", "demo"]
 
 
 def test_console_script_help():
@@ -79,5 +79,7 @@ def test_train_resume_and_sample_commands(tmp_path, extractor_file, capsys):
     assert main(["sample", str(run), "--num", "8", "--class", "Sandal", "--out", str(tmp_path / "sandal.png")]) == 0
     assert main(["sample", str(run), "--class", "Hat", "--out", str(tmp_path / "x.png")]) == 2
     assert "--class should be a class index or one of" in capsys.readouterr().err
+    assert main(["sample", str(run), "--num", "0", "--out", str(tmp_path / "x.png")]) == 2
+    assert "--num should be a positive int, got 0" in capsys.readouterr().err
     assert main(["train", "--data", "fashion-mnist:embedded", "--out", str(tmp_path / "x")]) == 2
     assert "needs a budget" in capsys.readouterr().err

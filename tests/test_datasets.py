@@ -94,7 +94,8 @@ class PilDataset(Dataset):
         return len(self.targets)
 
     def __getitem__(self, index):
-        color = index % 255 if self.mode == "L" else (1, 2, 3)
+        bands = len(PIL.Image.new(self.mode, (1, 1)).getbands())
+        color = index % 255 if bands == 1 else (1, 2, 3, 255)[:bands]
         return PIL.Image.new(self.mode, self.size, color=color), self.targets[index]
 
 
@@ -145,6 +146,31 @@ def test_expanded_dataset_matches_the_real_image_format(tiny_run):
     assert tensors[5][0].shape == (1, 12, 12) and tensors[5][0].dtype == torch.float32 and len(tensors) == 6
 
 
+@pytest.mark.parametrize("mode", ["RGBA", "P", "LA", "1", "I;16", "I", "F"])
+def test_expanded_dataset_keeps_every_pil_mode(tiny_run, mode):
+    """Real and synthetic items must collate together: the same mode, so the same channels after ToTensor."""
+    dataset = ExpandedDataset(PilDataset([0, 1], mode=mode), tiny_run, synthetic_ratio=1.0)
+    real, synthetic = dataset[0][0], dataset[3][0]
+    assert synthetic.mode == real.mode and synthetic.size == real.size
+    if mode in ("I;16", "I"):  # 16-bit range, not 0..255
+        assert np.asarray(synthetic).max() > 255 or np.asarray(synthetic).max() == 0
+
+
+def test_expanded_dataset_scales_16_bit_arrays(tiny_run):
+    class Uint16Dataset(torch.utils.data.Dataset):
+        targets = [0, 1]
+
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, index):
+            return np.full((20, 20), 60000, np.uint16), self.targets[index]
+
+    synthetic = ExpandedDataset(Uint16Dataset(), tiny_run, synthetic_ratio=1.0)[3][0]
+    assert synthetic.dtype == np.uint16 and synthetic.shape == (20, 20)
+    assert synthetic.max() > 255 or synthetic.max() == 0
+
+
 def test_expanded_dataset_errors(tiny_run):
     with pytest.raises(ValueError, match=r"base labels should lie in \[0, 10\)"):
         ExpandedDataset(PilDataset([0, 12]), tiny_run)
@@ -166,3 +192,16 @@ def test_expanded_dataset_in_dataloader_workers(tiny_run, context):
     assert images.shape == (12, 1, 28, 28) and labels.tolist() == expanded.targets.tolist()
     assert synthetic.tolist() == expanded.synthetic_mask.tolist()
     assert torch.equal(images[6:], torch.stack([expanded[i][0] for i in range(6, 12)]))
+
+
+def test_synthetic_dataset_argument_forms_and_exports_without_config_json(tiny_run, tmp_path):
+    export = GANAug.from_pretrained(tiny_run, device="cpu").save_pretrained(tmp_path / "export")
+    (export / "config.json").unlink()  # a copy for people; the weights file carries the same
+    dataset = SyntheticDataset(export, num_per_class=1, seed=np.int64(3), image_size=16)
+    assert len(dataset) == 10 and dataset[0][0].shape[-2:] == (16, 16)
+    with pytest.raises(ValueError, match="class_counts should hold 10 non-negative int counts"):
+        SyntheticDataset(export, class_counts=[1.9] * 10)
+    expanded = ExpandedDataset(PilDataset([0, 1]), tiny_run, synthetic_ratio=1.0)
+    assert expanded.is_synthetic(3) and not expanded.is_synthetic(-4)
+    with pytest.raises(IndexError, match="out of range"):
+        expanded.is_synthetic(10**6)
