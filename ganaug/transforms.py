@@ -295,9 +295,16 @@ def _holds_batch(sample: Any) -> bool:
     Only what :func:`_image_positions` would take as images counts: a 4-D mask, video or other
     tensor beside a single image does not make a batch.
     """
-    items = list(sample.values() if isinstance(sample, collections.abc.Mapping) else (
-        sample if isinstance(sample, (tuple, list)) else (sample,)))
-    return any(_ndim(items[i]) == 4 for i in _image_positions(items, None))
+    items = sample.values() if isinstance(sample, collections.abc.Mapping) else (
+        sample if isinstance(sample, (tuple, list)) else (sample,))
+    first_plain = None  # one pass, as cheap as it can be: this runs for every sample, applied or not
+    for item in items:
+        if isinstance(item, (PIL.Image.Image, tv_tensors.Image, tv_tensors.Video)):
+            return any(isinstance(i, tv_tensors.Image) and i.ndim == 4 for i in items)
+        if (first_plain is None and isinstance(item, torch.Tensor) and not isinstance(item, tv_tensors.TVTensor)
+                and item.ndim >= 3):
+            first_plain = item
+    return first_plain is not None and first_plain.ndim == 4
 
 
 def _image_positions(flat: list, label: Any) -> list[int]:
