@@ -102,10 +102,11 @@ def torchvision_chain(extra: list) -> v2.Compose:
     ])
 
 
-def loader_throughput(dataset: Dataset, epochs: int, batch_size: int, workers: int, seed: int) -> dict:
+def loader_throughput(dataset: Dataset, epochs: int, batch_size: int, workers: int, seed: int,
+                      worker_init_fn=None) -> dict:
     """Images/s through a DataLoader over ``epochs`` epochs (the first, with worker start-up, included)."""
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=workers,
-                        persistent_workers=workers > 0, worker_init_fn=gan_albumentations.worker_init_fn,
+                        persistent_workers=workers > 0, worker_init_fn=worker_init_fn,
                         generator=torch.Generator().manual_seed(seed))
     start = time.perf_counter()
     epoch_seconds = []
@@ -222,6 +223,7 @@ def main() -> None:
             return TorchvisionDataset(train.images, train.labels, torchvision_chain(extra))
 
         adapter = gan_albumentations if pipeline == "albumentations" else gan_transforms
+        init = gan_albumentations.worker_init_fn if pipeline == "albumentations" else None  # v2 needs none
         datasets = {"chain alone": make([])}
         for mode in modes:
             augment = adapter.GANAugment(model, mode=mode, p=args.p, device="cpu", **bank)
@@ -233,11 +235,11 @@ def main() -> None:
             for name, dataset in datasets.items():
                 if not name.endswith("variant"):
                     runs[name].append(loader_throughput(dataset, args.epochs, args.batch_size, args.workers,
-                                                        args.seed))
+                                                        args.seed, init))
         for name, dataset in datasets.items():  # variant runs the feature network per image: one shorter run
             if name.endswith("variant"):
                 subset = torch.utils.data.Subset(dataset, range(min(args.variant_images, len(dataset))))
-                runs[name].append(loader_throughput(subset, 1, args.batch_size, args.workers, args.seed))
+                runs[name].append(loader_throughput(subset, 1, args.batch_size, args.workers, args.seed, init))
         baseline = median_run(runs["chain alone"])
         for name, results in runs.items():
             record(pipeline, name, median_run(results), None if name == "chain alone" else baseline)
