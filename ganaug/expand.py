@@ -106,6 +106,9 @@ def expand_dataset(model: str | os.PathLike, out: str | os.PathLike, num_per_cla
         raise ValueError(f"truncation should lie in (0, 1], got {truncation!r}")
     env_shards, env_index = shard_from_environment()
     num_shards = env_shards if num_shards is None else num_shards
+    if shard_index is None and num_shards != env_shards and env_shards > 1:
+        raise ValueError(f"num_shards={num_shards} differs from torchrun's WORLD_SIZE={env_shards}: give "
+                         "shard_index too, or leave num_shards out (every rank would otherwise take shard 0)")
     shard_index = (env_index if num_shards == env_shards else 0) if shard_index is None else shard_index
     if num_shards < 1 or not 0 <= shard_index < num_shards:
         raise ValueError(f"shard_index should lie in [0, num_shards) with num_shards >= 1, got shard_index="

@@ -132,7 +132,9 @@ class SampleBank:
         if self._seeds is None:
             info = get_worker_info()
             if info is not None:  # DataLoader gives each worker (and each epoch) its own seed
-                base = int(np.random.SeedSequence([self.seed or 0, info.seed]).generate_state(1, np.uint64)[0])
+                # the bank's seed as a spawn key: seed 0 and no seed give different streams
+                key = () if self.seed is None else (self.seed,)
+                base = int(np.random.SeedSequence(info.seed, spawn_key=key).generate_state(1, np.uint64)[0])
             elif self.seed is not None:
                 base = self.seed
             else:

@@ -82,6 +82,8 @@ def test_shards_split_the_work_with_no_overlap(tiny_run, tmp_path, monkeypatch):
     assert [e["index"] for e in _manifest(ranked.manifest)] == [1, 3, 5, 7, 9]
     with pytest.raises(ValueError, match="shard_index should lie in"):
         expand_dataset(tiny_run, tmp_path / "bad", num_per_class=1, num_shards=2, shard_index=2, progress=False)
+    with pytest.raises(ValueError, match="num_shards=4 differs from torchrun's WORLD_SIZE=2: give shard_index"):
+        expand_dataset(tiny_run, tmp_path / "bad", num_per_class=1, num_shards=4, progress=False)
 
 
 def test_webdataset_shards(tiny_run, tmp_path):

@@ -125,6 +125,11 @@ def test_workers_get_cpu_and_their_own_seed_streams(tiny_run, context):
         return sorted(loader)
 
     first, again, other = run(0), run(0), run(1)
+    unseeded = SampleBank(tiny_run, size_per_class=2, device="auto", seed=None)
+    assert sorted(DataLoader(_WorkerProbe(unseeded), batch_size=None, num_workers=2, multiprocessing_context=context,
+                             generator=torch.Generator().manual_seed(0))) != sorted(
+        DataLoader(_WorkerProbe(SampleBank(tiny_run, size_per_class=2, device="auto", seed=0)), batch_size=None,
+                   num_workers=2, multiprocessing_context=context, generator=torch.Generator().manual_seed(0)))
     assert {device for _, device, _ in first} == {"cpu"}
     seeds_by_worker = {worker: [s for w, _, s in first if w == worker] for worker in (0, 1)}
     assert seeds_by_worker[0] != seeds_by_worker[1]
