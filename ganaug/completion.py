@@ -28,8 +28,8 @@ from ganaug.gan import _generator
 if TYPE_CHECKING:
     from ganaug.gan import GANAug
 
-__all__ = ["check_hole_ranges", "complete_images", "diffusion_fill", "feather_mask", "match_channels",
-           "random_box_masks"]
+__all__ = ["check_hole_ranges", "complete_images", "completion_noise", "diffusion_fill", "feather_mask",
+           "match_channels", "random_box_masks"]
 
 
 def check_hole_ranges(num_holes_range: object, hole_height_range: object, hole_width_range: object,
@@ -90,7 +90,8 @@ def feather_mask(masks: torch.Tensor, feather: int) -> torch.Tensor:
 
 def complete_images(gan: GANAug, images: torch.Tensor, masks: torch.Tensor, labels: torch.Tensor | None,
                     steps: int, seed: int | None, feather: int, optimize_condition: bool, lr: float,
-                    feature_weight: float, batch_size: int, candidates: int = 1) -> torch.Tensor:
+                    feature_weight: float, batch_size: int, candidates: int = 1,
+                    noise: torch.Tensor | None = None) -> torch.Tensor:
     """The work behind :meth:`GANAug.complete`, on checked tensors.
 
     Args:
@@ -100,19 +101,29 @@ def complete_images(gan: GANAug, images: torch.Tensor, masks: torch.Tensor, labe
         labels: int64 (N,) or None (inferred from the visible part's features).
         steps, seed, feather, optimize_condition, lr, feature_weight, batch_size, candidates: see
             GANAug.complete (``candidates`` is its ``label_candidates``).
+        noise: float (N, z_dim), each image's starting latent; default: drawn from ``seed``
+            (:func:`completion_noise`).
 
     Returns:
         float (N, C, H, W) in [0, 1].
     """
-    generator = _generator(seed)
+    if noise is None:
+        noise = completion_noise(len(images), gan.generator.z_dim, seed, batch_size)
     out = []
     with torch.enable_grad():
         for start in range(0, len(images), batch_size):
             part = slice(start, start + batch_size)
-            noise = torch.randn(len(images[part]), gan.generator.z_dim, generator=generator)
             out.append(_complete_batch(gan, images[part], masks[part], None if labels is None else labels[part],
-                                       noise, steps, feather, optimize_condition, lr, feature_weight, candidates))
+                                       noise[part], steps, feather, optimize_condition, lr, feature_weight,
+                                       candidates))
     return torch.cat(out)
+
+
+def completion_noise(num: int, z_dim: int, seed: int | None, batch_size: int) -> torch.Tensor:
+    """The starting latents of ``num`` images, one row per image, drawn from ``seed`` in batches."""
+    generator = _generator(seed)
+    return torch.cat([torch.randn(min(batch_size, num - start), z_dim, generator=generator)
+                      for start in range(0, num, batch_size)] or [torch.empty(0, z_dim)])
 
 
 def _complete_batch(gan: GANAug, images: torch.Tensor, masks: torch.Tensor, labels: torch.Tensor | None,

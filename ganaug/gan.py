@@ -242,7 +242,7 @@ class GANAug:
             is empty comes back unchanged; a fully masked image becomes a plain class sample
             (which needs its label).
         """
-        from ganaug.completion import complete_images, match_channels
+        from ganaug.completion import complete_images, completion_noise, match_channels
 
         if not self.instance_conditional or self.extractor is None:
             raise ValueError("complete needs an instance-conditional model with its feature network")
@@ -265,9 +265,12 @@ class GANAug:
             out[full] = match_channels(samples, batch.shape[1]).clamp(0, 1)
         partial = ~(empty | full)
         if partial.any():
+            # one latent per image by its position, so an image's result does not depend on the other masks
+            noise = completion_noise(len(batch), self.generator.z_dim, seed, batch_size)
             out[partial] = complete_images(self, batch[partial], missing[partial].float()[:, None],
                                            None if given is None else given[partial], steps, seed, feather,
-                                           optimize_condition, lr, feature_weight, batch_size, label_candidates)
+                                           optimize_condition, lr, feature_weight, batch_size, label_candidates,
+                                           noise=noise[partial])
         return restore(out)
 
     @torch.no_grad()

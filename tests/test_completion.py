@@ -79,6 +79,10 @@ def test_deterministic_for_a_seed(gan, images):
     assert not torch.equal(first, gan.complete(images, mask, steps=3, seed=5))
     labelled = gan.complete(images, mask, labels=[1, 2, 3], steps=3, seed=4)
     assert labelled.shape == images.shape
+    masks = mask.expand(len(images), -1, -1).clone()
+    masks[0] = False  # the first image needs no completion: the others' results must not move
+    other = gan.complete(images, masks, labels=[1, 2, 3], steps=3, seed=4)
+    assert torch.equal(other[0], images[0]) and torch.equal(other[1:], labelled[1:])
 
 
 def test_without_labels_one_of_the_fitted_classes_is_kept(gan, images):
