@@ -57,8 +57,9 @@ def check_output_file(path: str | os.PathLike, name: str) -> Path:
         raise ValueError(f"{name} should end in .safetensors, got {str(path)!r}")
     if path.is_dir():
         raise ValueError(f"{name} {str(path)!r} is a directory; give a .safetensors file path")
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"{name} {str(path)!r}: the folder {str(path.parent)!r} does not exist")
+    existing = next(parent for parent in path.parents if parent.exists())  # missing folders are created
+    if not existing.is_dir():
+        raise NotADirectoryError(f"{name} {str(path)!r}: {str(existing)!r} is a file, so no folder can be made there")
     return path
 
 

@@ -142,7 +142,7 @@ def train(dataset: ImageDataset, config: TrainConfig, run_dir: str | os.PathLike
         context.close()
 
 
-def _saved_config_for_resume(saved: dict, config: TrainConfig, run_dir: Path) -> dict:
+def _saved_config_for_resume(saved: dict, run_dir: Path) -> dict:
     """A run's saved config, completed with the defaults of fields added to TrainConfig since it started.
 
     A run started by an older ganaug resumes when the fields added since are left at their
@@ -236,7 +236,7 @@ class _Trainer:
         path = self.run_dir / "config.json"
         if resume:
             info = json.loads(path.read_text())
-            info["config"] = _saved_config_for_resume(info["config"], self.config, self.run_dir)
+            info["config"] = _saved_config_for_resume(info["config"], self.run_dir)
             current = json.loads(json.dumps(dataclasses.asdict(self.config)))  # as it reads back from JSON
             if info["config"] != current:
                 changed = sorted(k for k, v in current.items()

@@ -247,6 +247,7 @@ def test_extract_features_streams_and_caches(embedded_test, random_extractor, tm
         extract_features(mixed, random_extractor, progress=False)
     with pytest.raises(ValueError, match=r"\.safetensors"):
         save_features(tmp_path / "x.pt", features, labels)
+    save_features(tmp_path / "new" / "folder" / "x.safetensors", features, labels)  # missing folders are made
 
 
 def test_extract_features_runs_a_module_in_eval_mode_and_restores_its_mode():
@@ -350,8 +351,8 @@ def test_features_cli_extract_train_sample(tmp_path, extractor_file, capsys):
     assert main(["-q", "features", "train", str(feats), "--out", str(out), "--steps", "3"]) == 2  # a file
     assert "is a file; give a folder" in capsys.readouterr().err
     assert main(["-q", "features", "extract", "--data", "fashion-mnist:embedded", "--extractor", str(extractor_file),
-                 "--out", str(tmp_path / "nowhere" / "f.safetensors")]) == 2
-    assert "does not exist" in capsys.readouterr().err
+                 "--out", str(out / "f.safetensors")]) == 2  # under a file: no folder can be made
+    assert "is a file, so no folder can be made there" in capsys.readouterr().err
     assert main(["-q", "features", "sample", str(tmp_path / "fgan"), "--num-per-class", "2", "--out",
                  str(tmp_path / "s.pt")]) == 2
     assert "--out should end in .safetensors" in capsys.readouterr().err
