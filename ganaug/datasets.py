@@ -89,14 +89,14 @@ class SyntheticDataset(Dataset):
     def classes(self) -> tuple[str, ...]:
         return self.model.gan.classes
 
-    def generate(self, indices: Sequence[int] | torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-        """The images of items ``indices``, generated in batches: uint8 (N, C, H, W)."""
+    def generate(self, indices: Sequence[int] | torch.Tensor) -> torch.Tensor:
+        """The images of items ``indices``: uint8 (N, C, H, W)."""
         indices = torch.as_tensor(indices, dtype=torch.int64).flatten()
         if len(indices) and (int(indices.min()) < 0 or int(indices.max()) >= len(self)):
             raise IndexError(f"index out of range for a dataset of {len(self)} items")
         gan = self.model.gan
         seeds = [item_seed(self.seed, int(i)) for i in indices]
-        images = gan.sample_seeded(self.targets[indices], seeds, batch_size=batch_size).cpu()
+        images = gan.sample_seeded(self.targets[indices], seeds).cpu()
         if self.image_size is not None:
             images = fit_images(images, images.shape[1], self.image_size)
         return images
@@ -107,7 +107,7 @@ class SyntheticDataset(Dataset):
             raise ValueError("materialize needs cache=True")
         missing = torch.arange(len(self)) if self._done is None else torch.nonzero(~self._done).flatten()
         for start in range(0, len(missing), batch_size):
-            self._store(missing[start:start + batch_size], self.generate(missing[start:start + batch_size], batch_size))
+            self._store(missing[start:start + batch_size], self.generate(missing[start:start + batch_size]))
         return self
 
     def _store(self, indices: torch.Tensor, images: torch.Tensor) -> None:

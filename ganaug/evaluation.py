@@ -201,7 +201,7 @@ def evaluate(gan: GANAug, real: ImageDataset, config: EvalConfig | None = None,
     for start in tqdm(range(0, config.num, config.batch_size), desc="generated features", disable=not progress):
         labels = fake_labels[start:start + config.batch_size]
         seeds = config.seed * 1_000_003 + torch.arange(start, start + len(labels))
-        images = gan.sample_seeded(labels, seeds, truncation=config.truncation, batch_size=config.batch_size)
+        images = gan.sample_seeded(labels, seeds, truncation=config.truncation)
         fake_features.append(_embed(network, images, device))
         if classifier is not None:
             with torch.no_grad():

@@ -148,7 +148,7 @@ def expand_dataset(model: str | os.PathLike, out: str | os.PathLike, num_per_cla
             indices = [i for _, group in pending for i in group]
             entries = [entry(i) for i in indices]
             images = gan.sample_seeded([e["label"] for e in entries], [e["seed"] for e in entries],
-                                       truncation=truncation, batch_size=batch_size).cpu()
+                                       truncation=truncation).cpu()
             offset = 0
             for name, group in pending:
                 part = images[offset:offset + len(group)]

@@ -20,6 +20,10 @@ __all__ = ["GANAug"]
 
 MODEL_FILE = "model.safetensors"
 CPU_PASS_SIZE = 32
+# Convolution and matrix kernels may round differently for different batch sizes (seen on AVX-512
+# CPUs: one intensity level in a few pixels of a thousand), so sample_seeded runs every pass at one
+# fixed size, padding the last, to keep its promise that an image depends only on its (label, seed).
+SEEDED_PASS_SIZE = {"cpu": 16, "cuda": 256}
 
 
 class GANAug:
@@ -147,17 +151,17 @@ class GANAug:
 
     @torch.no_grad()
     def sample_seeded(self, labels: Sequence[int] | torch.Tensor, seeds: Sequence[int] | torch.Tensor,
-                      truncation: float = 1.0, batch_size: int = 256) -> torch.Tensor:
+                      truncation: float = 1.0) -> torch.Tensor:
         """One class sample per ``(label, seed)`` pair; each image depends only on its own pair.
 
         The same pair gives the same image in any batch and any order, which is what datasets
-        with fixed items and sharded dataset writers need.
+        with fixed items and sharded dataset writers need: the generator runs in passes of one
+        fixed size (``SEEDED_PASS_SIZE``), the last one padded.
 
         Args:
             labels: int (N,) class labels.
             seeds: int (N,) non-negative seeds, one per image.
             truncation: in (0, 1]; scales the noise.
-            batch_size: images per generator pass (on the CPU at most CPU_PASS_SIZE).
 
         Returns:
             uint8 (N, channels, resolution, resolution).
@@ -176,7 +180,7 @@ class GANAug:
             if instance is not None:
                 instance[i:i + 1] = draw_instance_features(self.bank_features, self.bank_labels, labels[i:i + 1],
                                                            generator)
-        return self._generate(z, labels, instance, batch_size)
+        return self._generate(z, labels, instance, SEEDED_PASS_SIZE.get(self.device.type, 256), pad=True)
 
     @torch.no_grad()
     def sample_like(self, images: torch.Tensor, num_per_image: int = 1, seed: int | None = None,
@@ -293,8 +297,17 @@ class GANAug:
         return F.one_hot(self.bank_labels[nearest], num_classes=self.num_classes).sum(dim=1)
 
     def _generate(self, z: torch.Tensor, labels: torch.Tensor, instance: torch.Tensor | None,
-                  batch_size: int) -> torch.Tensor:
-        if self.device.type == "cpu":
+                  batch_size: int, pad: bool = False) -> torch.Tensor:
+        """uint8 images from generator inputs, in passes of ``batch_size``; ``pad``: every pass exactly that size."""
+        if pad:
+            num = len(z)
+            extra = -num % batch_size
+            if extra:  # repeat the first row: padding rows are computed and dropped
+                z, labels = torch.cat([z, z[:1].expand(extra, -1)]), torch.cat([labels, labels[:1].expand(extra)])
+                if instance is not None:
+                    instance = torch.cat([instance, instance[:1].expand(extra, -1)])
+            return self._generate(z, labels, instance, batch_size)[:num]
+        if self.device.type == "cpu" and batch_size > CPU_PASS_SIZE:
             # Passes of at most 32 images keep the activations in cache: at 28 px this ran about
             # 1.3x faster per image than passes of 256 on our 2-core machine.
             batch_size = min(batch_size, CPU_PASS_SIZE)

@@ -146,8 +146,7 @@ class SampleBank:
         """Fresh images for flat slot numbers (slot-major): uint8 (len(slots), C, H, W)."""
         gan = self.gan
         labels = slots % gan.num_classes
-        return gan.sample_seeded(labels, self._next_seeds(len(slots)), truncation=self.truncation,
-                                 batch_size=self.refresh_size)
+        return gan.sample_seeded(labels, self._next_seeds(len(slots)), truncation=self.truncation)
 
     # --- filling and drawing --------------------------------------------------------------------
 

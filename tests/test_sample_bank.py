@@ -24,11 +24,13 @@ def test_upsample_matches_interpolate():
 def test_sample_seeded_depends_only_on_label_and_seed(tiny_run):
     gan = GANAug.from_pretrained(tiny_run, device="cpu")
     labels, seeds = [3, 1, 4, 1, 5], [10, 11, 12, 13, 14]
-    together = gan.sample_seeded(labels, seeds, batch_size=2)
+    together = gan.sample_seeded(labels, seeds)
     alone = torch.cat([gan.sample_seeded([label], [seed]) for label, seed in zip(labels, seeds, strict=True)])
     reversed_order = gan.sample_seeded(labels[::-1], seeds[::-1])
+    crowd = gan.sample_seeded([0] * 30 + labels, list(range(100, 130)) + seeds)  # across pass boundaries
     assert torch.equal(together, alone)
     assert torch.equal(together, reversed_order.flip(0))
+    assert torch.equal(together, crowd[30:])
     assert not torch.equal(together[1], together[3])  # same class, other seed
     with pytest.raises(ValueError, match="seeds should be non-negative"):
         gan.sample_seeded([0], [-1])
