@@ -39,8 +39,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from eval_classifier import features, load_or_train_eval_classifier, predict  # noqa: E402
 
 import ganaug  # noqa: E402
-from ganaug._io import save_image_grid  # noqa: E402
-from ganaug.metrics import frechet_distance  # noqa: E402
+from ganaug._util.files import save_image_grid  # noqa: E402
+from ganaug.eval.metrics import frechet_distance  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "completion.json"
 CACHED_MODEL = ROOT / "benchmarks" / "cache" / "convergence" / "default" / "gan"

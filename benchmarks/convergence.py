@@ -37,8 +37,8 @@ from cdcgan import sample_cdcgan, train_cdcgan  # noqa: E402
 from eval_classifier import features, load_or_train_eval_classifier, predict  # noqa: E402
 
 import ganaug  # noqa: E402
-from ganaug._io import save_image_grid  # noqa: E402
-from ganaug.metrics import frechet_distance  # noqa: E402
+from ganaug._util.files import save_image_grid  # noqa: E402
+from ganaug.eval.metrics import frechet_distance  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "convergence.json"
 IMAGES = ROOT / "docs" / "images"

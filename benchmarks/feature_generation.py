@@ -57,7 +57,7 @@ import torch
 import torch.nn.functional as F
 
 import ganaug
-from ganaug.feature_dataset import extract_features
+from ganaug.feature_space.feature_dataset import extract_features
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "feature_generation.json"

@@ -21,10 +21,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ganaug._io import atomic_path, save_image_grid
+from ganaug._util.files import atomic_path, save_image_grid
 from ganaug.data import ImageDataset, load_fashion_mnist
-from ganaug.features import FeatureExtractor
-from ganaug.pretrain import pretrain_extractor
+from ganaug.nets.features import FeatureExtractor
+from ganaug.train.pretrain import pretrain_extractor
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -156,7 +156,7 @@ def flops_per_image(forward, batch: int = 8) -> float:
 
 def mode_grid(model: Path, test: ganaug.ImageDataset, path: Path) -> None:
     """Eight test images (top row) and what each mode makes of them (rows: replace, mix, variant)."""
-    from ganaug._io import save_image_grid
+    from ganaug._util.files import save_image_grid
 
     picks = torch.arange(0, len(test), len(test) // 8)[:8]
     rows = [test.images[picks]]

@@ -27,7 +27,7 @@ from convergence import high_frequency_energy, score  # noqa: E402
 from eval_classifier import features, load_or_train_eval_classifier  # noqa: E402
 
 import ganaug  # noqa: E402
-from ganaug._io import save_image_grid  # noqa: E402
+from ganaug._util.files import save_image_grid  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "sweep.json"
 CACHE = ROOT / "benchmarks" / "cache"

@@ -52,9 +52,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from eval_classifier import features, load_or_train_eval_classifier, predict  # noqa: E402
 
 import ganaug  # noqa: E402
-from ganaug._io import save_image_grid  # noqa: E402
+from ganaug._util.files import save_image_grid  # noqa: E402
 from ganaug.albumentations import GANAugment  # noqa: E402
-from ganaug.metrics import (  # noqa: E402
+from ganaug.eval.metrics import (  # noqa: E402
     frechet_distance,
     kernel_inception_distance,
     precision_recall_density_coverage,

@@ -1,15 +1,18 @@
-"""ganaug: generative data augmentation with a class- and feature-conditional GAN and timm feature networks."""
+"""ganaug: generative data augmentation with a class- and feature-conditional GAN and timm feature networks.
 
+The public surface is here; the sub-packages show the layers (see docs/design.md):
+``data`` -> ``nets`` -> ``sampling`` -> ``train`` -> ``adapters``, ``eval``, ``feature_space`` -> ``cli``.
+The pipeline adapters are imported on their own: ``ganaug.albumentations`` and
+``ganaug.transforms`` (torchvision.transforms.v2).
+"""
+
+from ganaug.adapters.datasets import ExpandedDataset, SyntheticDataset
 from ganaug.data import DataSource, ImageDataset, load_dataset, load_fashion_mnist
-from ganaug.datasets import ExpandedDataset, SyntheticDataset
-from ganaug.evaluation import EvalConfig, evaluate
-from ganaug.feature_dataset import FeatureDataset, extract_features
-from ganaug.feature_gan import FeatureGAN, FeatureGANConfig
-from ganaug.features import FeatureExtractor, WeightsUnavailableError
-from ganaug.gan import GANAug
-from ganaug.pretrain import PretrainConfig, PretrainResult, pretrain_extractor
-from ganaug.sample_bank import SampleBank
-from ganaug.training import TrainConfig, train
+from ganaug.eval import EvalConfig, evaluate
+from ganaug.feature_space import FeatureDataset, FeatureGAN, FeatureGANConfig, extract_features
+from ganaug.nets import FeatureExtractor, WeightsUnavailableError
+from ganaug.sampling import GANAug, SampleBank
+from ganaug.train import PretrainConfig, PretrainResult, TrainConfig, pretrain_extractor, train
 
 __version__ = "0.1.0"
 

@@ -124,6 +124,7 @@ def collect(work: Path) -> dict[str, str]:
     # --- transforms --------------------------------------------------------------------------
     rng = np.random.default_rng(0)
     gray = test.images[0, 0].numpy()
+    gray_float = gray.astype(np.float32) / 255
     colour = rng.random((33, 47, 3), dtype=np.float32)
     bank = dict(bank_size=4, refresh_every=3, refresh_size=8, bank_seed=1, device="cpu")
     for mode in ("replace", "mix", "variant"):
@@ -131,6 +132,7 @@ def collect(work: Path) -> dict[str, str]:
         compose = A.Compose([augment], seed=5)
         results = [compose(image=gray, class_label=3)["image"] for _ in range(4)]  # refreshes after 3 draws
         out[f"albumentations {mode}: uint8 HW"] = digest(*results)
+        out[f"albumentations {mode}: float HW"] = digest(compose(image=gray_float, class_label=3)["image"])
         out[f"albumentations {mode}: float HWC resized"] = digest(compose(image=colour, class_label=2)["image"])
         out[f"albumentations {mode}: images target"] = digest(
             compose(images=np.stack([gray, gray, gray]), class_label=1)["images"])

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ganaug import GANAug
-from ganaug.completion import diffusion_fill, feather_mask
+from ganaug.sampling.completion import diffusion_fill, feather_mask
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +117,7 @@ def test_bad_arguments(gan, images):
         gan.complete(images, torch.zeros(2, 28, 28, dtype=torch.bool))
     with pytest.raises(TypeError, match="masks should be bool or uint8"):
         gan.complete(images, torch.zeros(28, 28))
-    with pytest.raises(TypeError, match="images should be uint8 or float"):
+    with pytest.raises(TypeError, match="images should be a uint8 or float"):
         gan.complete(images.int(), _centre_hole())
     with pytest.raises(ValueError, match=r"with C in \(1, 3\)"):
         gan.complete(np.zeros((28, 28, 4), np.uint8), _centre_hole())

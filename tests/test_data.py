@@ -10,8 +10,8 @@ from conftest import debian_present, write_fashion_mnist_idx
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from ganaug import data as data_module
 from ganaug.data import FASHION_MNIST_CLASSES, ImageDataset, load_dataset, load_fashion_mnist, read_fashion_mnist_idx
+from ganaug.data import fashion_mnist as data_module
 
 
 def _check_items(dataset: ImageDataset, channels: int, size: tuple[int, int]) -> None:

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from torch.utils.data import DataLoader, Dataset
 
 from ganaug import ExpandedDataset, GANAug, SyntheticDataset
-from ganaug.datasets import item_seed, synthetic_class_counts
+from ganaug.adapters.datasets import item_seed, synthetic_class_counts
 
 
 def test_synthetic_dataset_lengths_labels_and_fixed_items(tiny_run):
@@ -46,7 +46,7 @@ def test_synthetic_dataset_options_and_errors(tiny_run):
         SyntheticDataset(tiny_run, num_per_class=1, class_counts=[1] * 10)
     with pytest.raises(ValueError, match="class_counts should hold 10"):
         SyntheticDataset(tiny_run, class_counts=[1, 2])
-    with pytest.raises(ValueError, match="num_per_class should be a non-negative int"):
+    with pytest.raises(ValueError, match="num_per_class should be an int >= 0"):
         SyntheticDataset(tiny_run, num_per_class=-1)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         SyntheticDataset(tiny_run / "nope", num_per_class=1)
@@ -64,7 +64,7 @@ def test_synthetic_class_counts():
         synthetic_class_counts([1], 0.5, "oversample")
     with pytest.raises(ValueError, match="synthetic_ratio=None needs balance='equalize'"):
         synthetic_class_counts([1], None, None)
-    with pytest.raises(ValueError, match="synthetic_ratio should be a non-negative number"):
+    with pytest.raises(ValueError, match="synthetic_ratio should be a number >= 0"):
         synthetic_class_counts([1], -0.1, None)
 
 

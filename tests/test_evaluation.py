@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from ganaug import GANAug
-from ganaug.evaluation import EvalConfig, evaluate, inception_extractor, load_eval_extractor
-from ganaug.weights import WeightsUnavailableError
+from ganaug.eval.evaluation import EvalConfig, evaluate, inception_extractor, load_eval_extractor
+from ganaug.nets.weights import WeightsUnavailableError
 
 SMALL = {"num": 40, "batch_size": 16, "kid_subsets": 5, "kid_subset_size": 20, "nearest_k": 3}
 
@@ -114,7 +114,7 @@ def test_eval_cli_prints_a_table_and_writes_json(tiny_run, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("overrides, message", [
-    ({"kid_subset_size": 1}, "kid_subset_size should be at least 2"),
+    ({"kid_subset_size": 1}, "kid_subset_size should be an int >= 2"),
     ({"seed": -1}, "seed should be a non-negative int"),
     ({"seed": True}, "seed should be a non-negative int"),
     ({"nearest_k": 0}, "nearest_k should be a positive int"),

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from ganaug import GANAug
-from ganaug import expand as expand_module
+from ganaug.adapters import expand as expand_module
+from ganaug.adapters.expand import checkpoint_hash, expand_dataset
 from ganaug.cli import main
-from ganaug.expand import checkpoint_hash, expand_dataset
 
 
 def _pngs(folder):

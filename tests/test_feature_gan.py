@@ -10,9 +10,14 @@ import pytest
 import torch
 
 from ganaug import FeatureDataset, FeatureGAN, FeatureGANConfig, extract_features
-from ganaug.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
-from ganaug.feature_dataset import load_features, save_features
-from ganaug.feature_gan import FEATURE_GAN_FORMAT, MODEL_FILE, _class_moments, _squared_mean_distance
+from ganaug._util.checkpoint_file import CheckpointError, read_checkpoint, write_checkpoint
+from ganaug.feature_space.feature_dataset import load_features, save_features
+from ganaug.feature_space.feature_gan import (
+    FEATURE_GAN_FORMAT,
+    FEATURE_GAN_WEIGHTS_FILE,
+    _class_moments,
+    _squared_mean_distance,
+)
 
 DIM, CLASSES = 8, 3
 
@@ -69,7 +74,7 @@ def test_sampling_is_deterministic_and_label_forms(fitted):
     assert trained.sample(0).shape == (0, DIM)
     with pytest.raises(ValueError, match=r"labels should lie in \[0, 3\)"):
         trained.sample(2, labels=[0, 3])
-    with pytest.raises(ValueError, match="one label per vector"):
+    with pytest.raises(ValueError, match="one label per item"):
         trained.sample(3, labels=[0, 1])
 
 
@@ -89,7 +94,7 @@ def test_save_and_load_round_trip(fitted, tmp_path):
 def test_load_files_written_by_older_and_newer_versions(fitted, tmp_path):
     """A config field added since the file was written takes its default; an unknown one is refused by name."""
     trained = fitted[0]
-    file = trained.save_pretrained(tmp_path / "fgan") / MODEL_FILE
+    file = trained.save_pretrained(tmp_path / "fgan") / FEATURE_GAN_WEIGHTS_FILE
     tensors, info = read_checkpoint(file, file_format=FEATURE_GAN_FORMAT)
     del info["config"]["moment_samples"]  # as written before the field existed
     write_checkpoint(file, tensors, info, file_format=FEATURE_GAN_FORMAT)
@@ -116,7 +121,7 @@ def test_nonnegative_features_give_nonnegative_samples(tmp_path):
     (torch.ones(4, DIM), torch.tensor([0, 1, 2, 3]), r"labels should lie in \[0, 3\)"),
     (torch.tensor([[float("nan")] * DIM] * 4), torch.zeros(4, dtype=torch.long), "NaN or infinite values in 4 rows"),
     (torch.ones(4, 5), torch.zeros(4, dtype=torch.long), "should have 8 dimensions"),
-    (torch.ones(4, DIM), torch.zeros(4), "labels should be integers"),
+    (torch.ones(4, DIM), torch.zeros(4), "labels should hold integer class indices"),
 ])
 def test_fit_rejects_bad_inputs(features, labels, message):
     with pytest.raises((ValueError, TypeError), match=message):
@@ -128,7 +133,7 @@ def test_config_and_constructor_checks():
         FeatureGANConfig(steps=0)
     with pytest.raises(ValueError, match="num_classes should be an int >= 2"):
         FeatureGAN(DIM, 1)
-    with pytest.raises(ValueError, match="moment_weight should be >= 0"):
+    with pytest.raises(ValueError, match="moment_weight should be a number >= 0"):
         FeatureGANConfig(moment_weight=-1.0)
     with pytest.raises(ValueError, match="moment_samples should be an int >= 2"):
         FeatureGANConfig(moment_samples=1)
@@ -310,7 +315,7 @@ def test_sample_label_forms(fitted):
     assert torch.equal(trained.sample(4, labels=np.int64(1), seed=0), expected)
     assert torch.equal(trained.sample(4, labels=torch.tensor(1), seed=0), expected)
     assert torch.equal(trained.sample(4, labels=np.array([1, 1, 1, 1]), seed=0), expected)
-    with pytest.raises(TypeError, match="labels should be integers"):
+    with pytest.raises(TypeError, match="labels should hold integer class indices"):
         trained.sample(2, labels=[0.9, 2.7])
     with pytest.raises(ValueError, match="batch_size should be a positive int"):
         trained.sample(2, batch_size=0)
@@ -318,14 +323,15 @@ def test_sample_label_forms(fitted):
         trained.critic_distance(torch.ones(4, 5), torch.zeros(4, dtype=torch.long))
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ({"betas": (2.0, 0.9)}, "betas should be two numbers"),
-    ({"seed": "a"}, "seed should be an int"),
-    ({"class_balanced": 1}, "class_balanced should be True or False"),
-    ({"steps": 0}, "steps should be a positive int"),
+@pytest.mark.parametrize("overrides, error, message", [
+    ({"betas": (2.0, 0.9)}, ValueError, r"betas should lie in \[0, 1\)"),
+    ({"betas": (0.5,)}, ValueError, "betas should be two numbers"),
+    ({"seed": "a"}, TypeError, "seed should be an int"),
+    ({"class_balanced": 1}, ValueError, "class_balanced should be True or False"),
+    ({"steps": 0}, ValueError, "steps should be a positive int"),
 ])
-def test_config_rejects_bad_values(overrides, message):
-    with pytest.raises(ValueError, match=message):
+def test_config_rejects_bad_values(overrides, error, message):
+    with pytest.raises(error, match=message):
         FeatureGANConfig(**overrides)
 
 

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import save_file
 
 from ganaug import FeatureExtractor
-from ganaug.features import normalize_images
+from ganaug.nets.features import normalize_images
 
 FAMILIES = ["resnet18", "efficientnet_b0", "convnext_atto", "vit_tiny_patch16_224"]
 
@@ -46,8 +46,9 @@ def test_building_from_a_weights_file_leaves_the_callers_rng_alone(extractor_fil
 
 
 def test_eval_extractor_from_a_timm_name_sees_images_at_its_training_size(monkeypatch, embedded_train):
-    from ganaug import evaluation, features
-    from ganaug.weights import ResolvedWeights
+    from ganaug.eval import evaluation
+    from ganaug.nets import features
+    from ganaug.nets.weights import ResolvedWeights
 
     monkeypatch.setattr(features, "resolve_weights", lambda name, pretrained: ResolvedWeights(origin="hub"))
     extractor = evaluation.load_eval_extractor("convnext_atto")  # random weights stand in for the hub's
@@ -87,9 +88,9 @@ def test_uint8_and_float_inputs_agree_and_gray_equals_replicated_rgb():
 
 def test_bad_inputs_are_named():
     extractor = _random_extractor("resnet18")
-    with pytest.raises(ValueError, match=r"C in \(1, 3\), got \(2, 4, 28, 28\)"):
+    with pytest.raises(ValueError, match=r"C in \(1, 3\), got shape \(2, 4, 28, 28\)"):
         extractor(torch.zeros(2, 4, 28, 28))
-    with pytest.raises(TypeError, match="uint8 or float, got torch.int32"):
+    with pytest.raises(TypeError, match="uint8 or float.*got dtype torch.int32"):
         extractor(torch.zeros(2, 3, 28, 28, dtype=torch.int32))
     with pytest.raises(ValueError, match="is not a timm model"):
         FeatureExtractor("no_such_net", pretrained=False)
@@ -210,7 +211,7 @@ def test_pretrained_true_uses_the_local_hf_cache(tmp_path):
         f"""
         import torch
         from ganaug import FeatureExtractor
-        from ganaug.weights import cached_weights
+        from ganaug.nets.weights import cached_weights
         extractor = FeatureExtractor("resnet18", pretrained=True, out_indices=(1,))
         print(extractor.weights_origin)
         print(cached_weights())

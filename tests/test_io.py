@@ -4,7 +4,7 @@ import pytest
 import torch
 from PIL import Image
 
-from ganaug._io import atomic_path, save_image_grid
+from ganaug._util.files import atomic_path, save_image_grid
 
 
 def test_atomic_path_replaces_only_on_success(tmp_path):
@@ -24,14 +24,14 @@ def test_atomic_files_get_the_permissions_open_would_give(tmp_path):
     """mkstemp and safetensors both create 0600 files; the final file follows the umask like open()."""
     import os
 
-    from ganaug.checkpoint import write_checkpoint
+    from ganaug._util.checkpoint_file import write_checkpoint
 
     plain = tmp_path / "plain.txt"
     plain.write_text("x")
     expected = plain.stat().st_mode & 0o777
     with atomic_path(tmp_path / "text.txt") as tmp:
         tmp.write_text("x")
-    checkpoint = write_checkpoint(tmp_path / "model.safetensors", {"a": torch.zeros(2)}, {})
+    checkpoint = write_checkpoint(tmp_path / "model.safetensors", {"a": torch.zeros(2)}, {}, "ganaug.test/1")
     for path in (tmp_path / "text.txt", checkpoint):
         assert path.stat().st_mode & 0o777 == expected, (path.name, oct(path.stat().st_mode))
     assert os.access(checkpoint, os.R_OK)

@@ -5,7 +5,7 @@ import pytest
 import torch
 from scipy import linalg
 
-from ganaug.metrics import (
+from ganaug.eval.metrics import (
     RunningGaussian,
     frechet_distance,
     gaussian_stats,
@@ -87,7 +87,7 @@ def test_prdc_of_a_shifted_generator_loses_precision_and_coverage():
 
 
 def test_prdc_is_independent_of_the_chunking():
-    import ganaug.metrics as metrics
+    import ganaug.eval.metrics as metrics
 
     real, fake = gaussian(300, dim=4, seed=0), gaussian(250, dim=4, shift=0.5, seed=1)
     whole = precision_recall_density_coverage(real, fake, k=3)
@@ -145,7 +145,7 @@ def test_prdc_far_from_the_origin_matches_float64():
 
 
 def test_frechet_stats_and_probe_labels_are_checked():
-    from ganaug.metrics import frechet_distance_from_stats
+    from ganaug.eval.metrics import frechet_distance_from_stats
 
     with pytest.raises(ValueError, match=r"mean_a should be \(D,\) and cov_a \(D, D\), got \(3,\) and \(4, 4\)"):
         frechet_distance_from_stats(torch.zeros(3), torch.eye(4), torch.zeros(3), torch.eye(4))

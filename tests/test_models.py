@@ -3,10 +3,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ganaug.checkpoint import flatten_optimizer, unflatten_optimizer
-from ganaug.diffaugment import diff_augment
-from ganaug.metrics import frechet_distance
-from ganaug.models import Generator, ProjectedDiscriminator, initial_size
+from ganaug.eval.metrics import frechet_distance
+from ganaug.nets.diffaugment import diff_augment
+from ganaug.nets.discriminator import ProjectedDiscriminator
+from ganaug.nets.generator import Generator, initial_size
+from ganaug.train.checkpoint import flatten_optimizer, unflatten_optimizer
 
 
 @pytest.mark.parametrize("resolution", [28, 32, 64, 128, 256])
@@ -105,7 +106,7 @@ def test_optimizer_state_round_trips_without_pickle():
 
 
 def test_minibatch_std_sees_variety_and_keeps_halves_apart():
-    from ganaug.models import MinibatchStd
+    from ganaug.nets.layers import MinibatchStd
 
     layer = MinibatchStd(group_size=4)
     same = torch.ones(8, 2, 3, 3)

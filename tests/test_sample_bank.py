@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from ganaug import GANAug
-from ganaug.models import upsample_nearest_2x
-from ganaug.sample_bank import SampleBank
+from ganaug.nets.layers import upsample_nearest_2x
+from ganaug.sampling.sample_bank import SampleBank
 
 
 def test_upsample_matches_interpolate():
@@ -168,7 +168,7 @@ def test_worker_refreshes_stay_in_their_worker(tiny_run, context):
 
 
 def test_channels_last_inference_matches_the_training_layout():
-    from ganaug.models import Generator
+    from ganaug.nets.generator import Generator
 
     torch.manual_seed(0)
     generator = Generator(10, 28, 3, instance_dim=8, base_channels=64, min_channels=16).eval()

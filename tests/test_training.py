@@ -15,8 +15,8 @@ from PIL import Image
 from safetensors.torch import load_file
 
 import ganaug
-from ganaug import training as training_module
-from ganaug.checkpoint import CheckpointError
+from ganaug._util.checkpoint_file import CheckpointError
+from ganaug.train import steps as training_module
 
 
 def tiny_config(**overrides) -> ganaug.TrainConfig:
@@ -71,7 +71,7 @@ def test_sample_arguments_are_checked(small_data, extractor_file, tmp_path):
                        progress=False)
     with pytest.raises(ValueError, match=r"labels should lie in \[0, 10\)"):
         gan.sample(2, labels=[0, 10])
-    with pytest.raises(ValueError, match="one label per image"):
+    with pytest.raises(ValueError, match="one label per item"):
         gan.sample(3, labels=[0, 1])
     with pytest.raises(ValueError, match="truncation"):
         gan.sample(2, truncation=0.0)
@@ -113,13 +113,22 @@ def test_resume_refuses_a_changed_config_and_a_fresh_start_refuses_an_existing_r
         ganaug.train(small_data, tiny_config(backbone_weights=weights), tmp_path / "nothing", resume=True)
 
 
+def _edit_saved_config(run, edit) -> None:
+    """Change the config a run saved, in its checkpoint (which resume reads) and its config.json."""
+    from ganaug._util.checkpoint_file import read_checkpoint, write_checkpoint
+    from ganaug._util.model_files import CHECKPOINT_FORMAT
+
+    tensors, info = read_checkpoint(run / "checkpoint.safetensors", CHECKPOINT_FORMAT)
+    edit(info["run"]["config"])
+    write_checkpoint(run / "checkpoint.safetensors", tensors, info, CHECKPOINT_FORMAT)
+    (run / "config.json").write_text(json.dumps(info["run"]))
+
+
 def test_resume_a_run_that_predates_a_config_field(small_data, extractor_file, tmp_path):
     """A field added to TrainConfig after a run started takes its default on resume; other edits still refuse."""
     weights, run = str(extractor_file), tmp_path / "run"
     ganaug.train(small_data, tiny_config(steps=2, backbone_weights=weights), run, progress=False)
-    info = json.loads((run / "config.json").read_text())
-    del info["config"]["max_restores"]  # as written by a ganaug that did not have the field yet
-    (run / "config.json").write_text(json.dumps(info))
+    _edit_saved_config(run, lambda config: config.pop("max_restores"))  # as saved before the field existed
     with pytest.raises(ValueError, match=r"different config: \['max_restores'\]"):
         ganaug.train(small_data, tiny_config(steps=3, max_restores=7, backbone_weights=weights), run, resume=True,
                      progress=False)
@@ -127,9 +136,7 @@ def test_resume_a_run_that_predates_a_config_field(small_data, extractor_file, t
                            progress=False)
     assert resumed.info["step"] == 3
     assert json.loads((run / "config.json").read_text())["config"]["max_restores"] == 3  # completed on disk
-    info = json.loads((run / "config.json").read_text())
-    info["config"]["from_the_future"] = 1
-    (run / "config.json").write_text(json.dumps(info))
+    _edit_saved_config(run, lambda config: config.update(from_the_future=1))
     with pytest.raises(ValueError, match=r"does not know \(\['from_the_future'\]\).*newer ganaug"):
         ganaug.train(small_data, tiny_config(steps=4, backbone_weights=weights), run, resume=True, progress=False)
 
@@ -147,7 +154,7 @@ def test_backbone_gets_no_updates(small_data, extractor_file, tmp_path):
 
 def test_non_finite_steps_are_skipped_then_the_checkpoint_is_restored(small_data, extractor_file, tmp_path,
                                                                     monkeypatch, caplog):
-    real_loss = training_module._d_loss
+    real_loss = training_module.d_loss
     calls = {"n": 0}
 
     def flaky_loss(logits_real, logits_fake):
@@ -155,7 +162,7 @@ def test_non_finite_steps_are_skipped_then_the_checkpoint_is_restored(small_data
         loss = real_loss(logits_real, logits_fake)
         return loss * float("nan") if 3 <= calls["n"] <= 6 else loss
 
-    monkeypatch.setattr(training_module, "_d_loss", flaky_loss)
+    monkeypatch.setattr(training_module, "d_loss", flaky_loss)
     config = tiny_config(steps=4, max_bad_steps=3, lr_decay_on_restore=0.5, backbone_weights=str(extractor_file))
     with caplog.at_level(logging.WARNING, logger="ganaug.training"):
         ganaug.train(small_data, config, tmp_path / "run", progress=False)

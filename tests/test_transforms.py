@@ -17,6 +17,7 @@ from torchvision.transforms import v2
 
 from ganaug import albumentations as gan_albumentations
 from ganaug import transforms as gan_transforms
+from ganaug.adapters import albumentations as albumentations_adapter
 
 MODES = ("replace", "mix", "variant")
 SMALL_BANK = dict(bank_size=4, refresh_every=None)
@@ -187,8 +188,10 @@ def test_transforms_pickle_without_the_model(tiny_run, adapter):
 
 
 def test_albumentations_init_schema(tiny_run, tmp_path):
-    bad = [dict(checkpoint=tmp_path / "missing"), dict(mode="swap"), dict(mix_ratio=(0.8, 0.2)),
-           dict(bank_size=0), dict(refresh_every=0), dict(device="tpu"), dict(p=1.5), dict(bank_seed=-1)]
+    with pytest.raises(FileNotFoundError, match="checkpoint"):  # as in the torchvision adapter
+        gan_albumentations.GANAugment(tmp_path / "missing")
+    bad = [dict(mode="swap"), dict(mix_ratio=(0.8, 0.2)), dict(bank_size=0), dict(refresh_every=0), dict(device="tpu"),
+           dict(p=1.5), dict(bank_seed=-1)]
     for kwargs in bad:
         with pytest.raises(ValueError, match=next(iter(kwargs))):
             gan_albumentations.GANAugment(**{"checkpoint": tiny_run, **kwargs})
@@ -210,7 +213,7 @@ def test_torchvision_argument_checks(tiny_run, tmp_path):
 
 @pytest.mark.parametrize(("image", "label", "error", "pattern"), [
     (np.zeros((28, 28), np.int32), 1, TypeError, "image should be uint8 or float32"),
-    (np.zeros((28, 28, 4), np.uint8), 1, ValueError, r"image should be \(H, W\), \(H, W, 1\) or \(H, W, 3\)"),
+    (np.zeros((28, 28, 4), np.uint8), 1, ValueError, r"image should be \(H, W\) or \(H, W, C\) with C in \(1, 3\)"),
     (np.zeros((5, 28), np.uint8), 1, ValueError, "at least 8x8"),
     (np.zeros((28, 28), np.uint8), 10, ValueError, r"class_label should lie in \[0, 10\)"),
     (np.zeros((28, 28), np.uint8), -1, ValueError, "class_label should lie"),
@@ -234,10 +237,10 @@ def test_albumentations_missing_label_is_named(tiny_run):
     ((PIL.Image.new("RGBA", (28, 28)), 1), ValueError, "mode 'L' or 'RGB'"),
     ((torch.zeros(1, 6, 6, dtype=torch.uint8), 1), ValueError, "at least 8x8"),
     ((torch.zeros(1, 28, 28, dtype=torch.uint8), 12), ValueError, r"label should lie in \[0, 10\)"),
-    ((torch.zeros(1, 28, 28, dtype=torch.uint8),), ValueError, "a label is required"),
-    ({"image": torch.zeros(1, 28, 28, dtype=torch.uint8)}, ValueError, "a label is required"),
+    ((torch.zeros(1, 28, 28, dtype=torch.uint8),), ValueError, "label is required"),
+    ({"image": torch.zeros(1, 28, 28, dtype=torch.uint8)}, ValueError, "label is required"),
     ((torch.zeros(4, 1, 28, 28), torch.zeros(4, 10)), TypeError, "before MixUp/CutMix"),
-    ((torch.zeros(4, 1, 28, 28), torch.zeros(3, dtype=torch.long)), ValueError, r"one class per image \(4\)"),
+    ((torch.zeros(4, 1, 28, 28), torch.zeros(3, dtype=torch.long)), ValueError, r"one label per item \(4\)"),
 ])
 def test_torchvision_bad_inputs(tiny_run, sample, error, pattern):
     transform = gan_transforms.GANAugment(tiny_run, p=1.0, **SMALL_BANK)
@@ -396,7 +399,7 @@ def test_worker_init_fn_finds_lone_transforms_and_closures_and_warns_when_there_
         streams = _worker_streams(_Wrapped(transform), "fork", 0, gan_albumentations.worker_init_fn)
         assert not all(np.array_equal(a, b) for a, b in zip(streams[0], streams[1], strict=True))
     worker = types.SimpleNamespace(seed=1, dataset=_Wrapped(lambda image: image))  # as a worker sees it
-    monkeypatch.setattr(gan_albumentations, "get_worker_info", lambda: worker)
+    monkeypatch.setattr(albumentations_adapter, "get_worker_info", lambda: worker)
     with pytest.warns(UserWarning, match="found no albumentations"):
         gan_albumentations.worker_init_fn(0)
 

@@ -1,0 +1,62 @@
+"""Random streams: seeded ``torch.Generator`` objects, and blocks of code that leave the caller's RNGs alone."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+
+__all__ = ["SEED_SPACE", "draw_seed", "random_integers", "random_uniform", "seeded", "torch_generator"]
+
+SEED_SPACE = 2**62  # seeds drawn for sub-streams lie in [0, SEED_SPACE): positive in an int64, any platform
+
+
+def torch_generator(seed: int | None) -> torch.Generator:
+    """A CPU ``torch.Generator`` seeded with ``seed``; None seeds it from the operating system's entropy."""
+    generator = torch.Generator()
+    if seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(seed)
+    return generator
+
+
+def random_integers(high: int, size: int, rng: np.random.Generator | torch.Generator | None) -> np.ndarray:
+    """``size`` integers in ``[0, high)`` from a numpy or torch generator (None: torch's global RNG)."""
+    if isinstance(rng, np.random.Generator):
+        return rng.integers(0, high, size=size, dtype=np.int64)
+    return torch.randint(high, (size,), generator=rng).numpy()
+
+
+def random_uniform(low: float, high: float, rng: np.random.Generator | torch.Generator | None) -> float:
+    """One float uniform in ``[low, high]`` from a numpy or torch generator (None: torch's global RNG)."""
+    if isinstance(rng, np.random.Generator):
+        return float(rng.uniform(low, high))
+    return low + (high - low) * torch.rand(1, generator=rng).item()
+
+
+def draw_seed(rng: np.random.Generator | torch.Generator | None) -> int:
+    """A seed in ``[0, SEED_SPACE)`` for a sub-stream, drawn from ``rng`` (None: torch's global RNG)."""
+    return int(random_integers(SEED_SPACE, 1, rng)[0])
+
+
+@contextmanager
+def seeded(seed: int | None, device: torch.device | str | None = None) -> Iterator[None]:
+    """Run a block on its own stream: the CPU generator (and ``device``'s, when it is a CUDA device).
+
+    Those generators are seeded with ``seed`` (None leaves them as they are) and restored when the
+    block ends. Unlike ``torch.manual_seed``, no other CUDA generator is touched.
+    """
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    cuda = []
+    if device.type == "cuda":
+        cuda = [device.index if device.index is not None else torch.cuda.current_device()]
+    with torch.random.fork_rng(devices=cuda):
+        if seed is not None:
+            torch.random.default_generator.manual_seed(seed)
+            for index in cuda:
+                with torch.cuda.device(index):
+                    torch.cuda.manual_seed(seed)
+        yield

@@ -1,0 +1,21 @@
+"""Versions of Python and of the packages ganaug runs on, as recorded with every run."""
+
+from __future__ import annotations
+
+import platform
+from importlib import metadata
+
+__all__ = ["PACKAGES", "package_versions"]
+
+PACKAGES = ("ganaug", "torch", "torchvision", "timm", "albumentations", "numpy", "safetensors", "huggingface_hub")
+
+
+def package_versions() -> dict[str, str | None]:
+    """Versions of Python and of :data:`PACKAGES` (None when not installed)."""
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions

@@ -1,0 +1,183 @@
+"""Where a feature network's pretrained weights come from: timm's hub, its local caches, or a local file.
+
+Nothing here downloads on its own: :func:`resolve_weights` finds a local file when there is one,
+and when there is none it checks within seconds whether the hub can be reached, so that an
+offline machine gets a clear :class:`WeightsUnavailableError` instead of a minute of retries.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ganaug._util.network import host_reachable
+
+__all__ = [
+    "EXTRACTOR_FORMAT",
+    "ResolvedWeights",
+    "WeightsUnavailableError",
+    "cached_weights",
+    "read_extractor_metadata",
+    "resolve_weights",
+    "torch_hub_checkpoints",
+]
+
+EXTRACTOR_FORMAT = "ganaug.extractor/1"
+_HUB_FILENAMES = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
+_WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
+
+
+class WeightsUnavailableError(RuntimeError):
+    """Pretrained weights were asked for and cannot be had on this machine."""
+
+
+@dataclass(frozen=True)
+class ResolvedWeights:
+    """How to build a timm model's weights.
+
+    Attributes:
+        origin: a short, human-readable account, e.g. ``hub-cache:timm/resnet18.a1_in1k``.
+        file: a local file for timm to load, or None (random init, or a download by timm).
+        download: whether timm will download the weights.
+        metadata: what a ganaug extractor file says about itself (empty for other files).
+    """
+
+    origin: str
+    file: Path | None = None
+    download: bool = False
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def pretrained(self) -> bool:
+        return self.file is not None or self.download
+
+
+def resolve_weights(model_name: str, pretrained: bool | str | os.PathLike) -> ResolvedWeights:
+    """Decide where ``model_name``'s weights come from.
+
+    Args:
+        model_name: a timm model name, optionally with a pretrained tag (``resnet18.a1_in1k``).
+        pretrained: True for timm's hub weights (local caches first), False for random init,
+            or the path of a local ``.safetensors`` / ``.pth`` file.
+
+    Raises:
+        WeightsUnavailableError: ``pretrained=True``, nothing cached, and the hub cannot be reached.
+        FileNotFoundError, ValueError: a bad local path.
+    """
+    if pretrained is False:
+        warnings.warn(f"FeatureExtractor({model_name!r}, pretrained=False) uses random weights; a projected "
+                      "discriminator needs trained features (see 'ganaug pretrain-extractor')", stacklevel=3)
+        return ResolvedWeights(origin="random-init")
+    if pretrained is True:
+        return _resolve_hub(model_name)
+    if isinstance(pretrained, (str, os.PathLike)):
+        return _resolve_file(model_name, Path(pretrained))
+    raise TypeError(f"pretrained should be True, False or a path, got {pretrained!r}")
+
+
+def read_extractor_metadata(path: Path) -> dict[str, str]:
+    """The metadata of a ``.safetensors`` file (empty for other formats)."""
+    if path.suffix != ".safetensors":
+        return {}
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return dict(handle.metadata() or {})
+    except Exception as error:  # safetensors raises its own error types for damaged headers
+        raise ValueError(f"pretrained file {str(path)!r} is not a readable safetensors file: {error}") from error
+
+
+def cached_weights() -> list[str]:
+    """Hub repositories with weights in the local Hugging Face cache, and files in torch's hub cache."""
+    found: list[str] = []
+    try:
+        from huggingface_hub import scan_cache_dir
+
+        for repo in scan_cache_dir().repos:
+            if repo.repo_type == "model" and any(f.file_name in _HUB_FILENAMES for r in repo.revisions
+                                                 for f in r.files):
+                found.append(f"hf:{repo.repo_id}")
+    except Exception:  # noqa: BLE001 - a missing or unreadable cache simply lists nothing
+        pass
+    checkpoints = torch_hub_checkpoints()
+    if checkpoints.is_dir():
+        found.extend(f"torch-hub:{p.name}" for p in sorted(checkpoints.iterdir()) if p.suffix in _WEIGHT_SUFFIXES)
+    return found
+
+
+def _resolve_file(model_name: str, path: Path) -> ResolvedWeights:
+    if not path.is_file():
+        raise FileNotFoundError(f"pretrained weights file {str(path)!r} does not exist")
+    if path.suffix not in _WEIGHT_SUFFIXES:
+        raise ValueError(f"pretrained should be a {', '.join(_WEIGHT_SUFFIXES)} file, got {str(path)!r}")
+    metadata = read_extractor_metadata(path)
+    if metadata.get("format") == EXTRACTOR_FORMAT and metadata.get("model_name") != model_name:
+        raise ValueError(f"pretrained file {str(path)!r} holds a {metadata.get('model_name')!r} network, but "
+                         f"model_name is {model_name!r}")
+    return ResolvedWeights(origin=f"file:{path.resolve()}", file=path, metadata=metadata)
+
+
+def _resolve_hub(model_name: str) -> ResolvedWeights:
+    from timm.models import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(model_name)
+    if cfg is None or not (cfg.hf_hub_id or cfg.url or cfg.file):
+        raise WeightsUnavailableError(f"timm has no pretrained weights for {model_name!r}. {_WAYS_OUT}")
+    local = _cached_file(cfg)
+    if local is not None:
+        return ResolvedWeights(origin=f"hub-cache:{cfg.hf_hub_id or cfg.url}", file=local)
+    if cfg.file:
+        raise WeightsUnavailableError(f"timm's config for {model_name!r} names the file {cfg.file!r}, which is "
+                                      f"missing. {_WAYS_OUT}")
+    hub = _hub_endpoint() if cfg.hf_hub_id else cfg.url
+    if _offline() or not host_reachable(hub):
+        reason = "HF_HUB_OFFLINE is set" if _offline() else f"{hub} cannot be reached"
+        raise WeightsUnavailableError(
+            f"pretrained weights for {model_name!r} are not in the local caches and {reason}. {_WAYS_OUT}")
+    return ResolvedWeights(origin=f"hub:{cfg.hf_hub_id or cfg.url}", download=True)
+
+
+_WAYS_OUT = ("Either pass pretrained='path/to/weights.safetensors' (a local .safetensors or .pth file, e.g. copied "
+             "from a machine with internet into the Hugging Face cache or anywhere), or train an extractor on your own "
+             "images with 'ganaug pretrain-extractor --data DIR --out extractor.safetensors' (Python: "
+             "ganaug.pretrain_extractor) and pass that file.")
+
+
+def _cached_file(cfg) -> Path | None:
+    if cfg.file and Path(cfg.file).is_file():
+        return Path(cfg.file)
+    if cfg.hf_hub_id:
+        try:
+            from huggingface_hub import try_to_load_from_cache
+        except ImportError:
+            try_to_load_from_cache = None
+        if try_to_load_from_cache is not None:
+            repo_id, _, revision = cfg.hf_hub_id.partition("@")
+            names = (cfg.hf_hub_filename,) if getattr(cfg, "hf_hub_filename", None) else _HUB_FILENAMES
+            for name in names:
+                found = try_to_load_from_cache(repo_id, name, revision=revision or None)
+                if isinstance(found, str) and Path(found).is_file():
+                    return Path(found)
+    if cfg.url:
+        candidate = torch_hub_checkpoints() / os.path.basename(cfg.url.split("?")[0])
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def torch_hub_checkpoints() -> Path:
+    import torch.hub
+
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def _hub_endpoint() -> str:
+    return os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+

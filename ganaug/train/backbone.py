@@ -1,0 +1,91 @@
+"""The discriminator's frozen backbone: where its weights come from, and building it (scratch or resume).
+
+``backbone_weights="auto"`` takes hub or cached ImageNet weights when there are any, and
+otherwise pretrains the backbone on the training images first (ganaug's offline path); "hub",
+"pretrain", "random" and a file path each name one source.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ganaug._util.checkpoint_file import strip_prefix
+from ganaug.data.dataset import ImageDataset
+from ganaug.nets.build import build_extractor
+from ganaug.nets.features import FeatureExtractor
+from ganaug.nets.weights import WeightsUnavailableError
+from ganaug.train.config import BACKBONE_WEIGHTS, TrainConfig
+from ganaug.train.distributed import DistributedContext
+from ganaug.train.pretrain import pretrain_extractor
+from ganaug.train.run_dir import EXTRACTOR_FILE
+
+__all__ = ["backbone_extractor", "choose_backbone"]
+
+logger = logging.getLogger(__name__)
+
+
+def choose_backbone(config: TrainConfig, run_dir: Path, dataset: ImageDataset, context: DistributedContext,
+                    progress: bool) -> dict[str, Any]:
+    """Decide (and, for "pretrain", make) the backbone's weights: the run info's ``backbone`` entry.
+
+    Args:
+        config: the run's config.
+        run_dir: where a backbone pretrained here is written.
+        dataset: the training images, as the GAN sees them (a backbone pretrained here learns on them).
+        context: rank 0 pretrains while the others wait.
+        progress: show the pretraining's progress bar.
+
+    Returns:
+        ``{"name", "weights", "origin"}`` (plus ``"pretrain"``: its accuracy and time).
+    """
+    choice = config.backbone_weights
+    if choice in ("auto", "hub"):
+        try:
+            FeatureExtractor(config.backbone, pretrained=True, out_indices=config.backbone_out_indices)
+            return {"name": config.backbone, "weights": "hub", "origin": "timm hub (ImageNet)"}
+        except WeightsUnavailableError as error:
+            if choice == "hub":
+                raise
+            logger.warning("no pretrained %s weights here (%s); pretraining it on the training data instead",
+                           config.backbone, str(error).split(". ")[0])
+        choice = "pretrain"
+    if choice == "pretrain":
+        return _pretrain_here(config, run_dir, dataset, context, progress)
+    if choice == "random":
+        return {"name": config.backbone, "weights": "random", "origin": "random init"}
+    if not Path(choice).is_file():
+        raise FileNotFoundError(f"backbone_weights should be one of {BACKBONE_WEIGHTS} or an existing file, got "
+                                f"{choice!r}")
+    return {"name": config.backbone, "weights": str(Path(choice).resolve()), "origin": f"file:{choice}"}
+
+
+def _pretrain_here(config: TrainConfig, run_dir: Path, dataset: ImageDataset, context: DistributedContext,
+                   progress: bool) -> dict[str, Any]:
+    path = run_dir / EXTRACTOR_FILE
+    summary: dict = {}  # filled on rank 0, which pretrains while the others wait
+    if context.is_main:
+        result = pretrain_extractor(dataset, path, model_name=config.backbone, input_size=config.backbone_input_size,
+                                    epochs=config.pretrain_epochs, seed=config.seed, device=str(context.device),
+                                    progress=progress)
+        logger.info("pretrained %s on the training data: held-out accuracy %.3f in %.0f s", config.backbone,
+                    result.val_accuracy, result.seconds)
+        summary = {"val_accuracy": result.val_accuracy, "seconds": result.seconds, "epochs": result.epochs}
+    context.barrier()
+    return {"name": config.backbone, "weights": str(path.resolve()), "origin": "pretrained here on the training data",
+            "pretrain": summary}
+
+
+def backbone_extractor(config: TrainConfig, backbone: dict[str, Any],
+                       checkpoint_tensors: dict[str, torch.Tensor] | None, device: torch.device) -> FeatureExtractor:
+    """The frozen backbone on ``device``: from the checkpoint on a resume, else from the chosen weights."""
+    spec = config.backbone_spec(backbone["origin"])
+    if checkpoint_tensors is not None:
+        extractor = build_extractor(spec, state_dict=strip_prefix(checkpoint_tensors, "extractor"))
+    else:
+        weights = backbone["weights"]
+        extractor = build_extractor(spec, weights={"hub": True, "random": False}.get(weights, weights))
+    return extractor.to(device)

@@ -1,0 +1,207 @@
+"""``TrainConfig``: everything that decides a training run, and the network specs it implies.
+
+Each field's docstring is its documentation: the ``ganaug train`` command reads its options,
+defaults and help text from these fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from ganaug._util.validate import (
+    check_channels,
+    check_choice,
+    check_int,
+    check_number,
+    check_positive_int,
+    check_seed,
+)
+from ganaug.nets.build import BackboneSpec, DiscriminatorSpec, GeneratorSpec
+from ganaug.nets.diffaugment import POLICIES
+from ganaug.nets.generator import SUPPORTED_RESOLUTIONS
+
+__all__ = ["BACKBONE_WEIGHTS", "PRECISIONS", "TrainConfig", "saved_config_for_resume"]
+
+logger = logging.getLogger(__name__)
+
+BACKBONE_WEIGHTS = ("auto", "hub", "pretrain", "random")  # or the path of a weights file
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a training run. Saved in the run's checkpoint and in its ``config.json``."""
+
+    steps: int | None = None
+    """Stop after this many optimizer steps (in total, across resumes)."""
+    minutes: float | None = None
+    """Stop after this many minutes of training (in total, across resumes)."""
+    resolution: int | None = None
+    """Side of the generated images, one of 28, 32, 64, 128, 256 (default: the dataset's)."""
+    channels: int | None = None
+    """Image channels, 1 or 3 (default: the dataset's)."""
+
+    z_dim: int = 64
+    """Width of the generator's noise vector."""
+    embed_dim: int = 64
+    """Width of the class embedding and of the projected instance feature (generator and discriminator)."""
+    g_channels: int = 128
+    """Width of the generator's first, lowest-resolution block; halved per block (CPU cost grows ~square)."""
+    g_min_channels: int = 32
+    """Width of the generator's narrowest block."""
+    instance_conditioning: bool = True
+    """IC-GAN: condition on the pooled backbone features of a real image, not only on the class."""
+    instance_neighbours: int = 8
+    """Real images shown to D for an instance come from this many of its same-class nearest neighbours."""
+    bank_per_class: int = 256
+    """Instance features kept per class, for class-conditional sampling."""
+
+    backbone: str = "resnet10t"
+    """timm model whose frozen features the discriminator looks through."""
+    backbone_weights: str = "auto"
+    """auto (hub/cache, else pretrain here), hub, pretrain, random, or the path of a weights file."""
+    backbone_out_indices: tuple[int, ...] = (1, 2, 3)
+    """Feature stages of the backbone that get a discriminator head."""
+    backbone_input_size: int = 32
+    """Side of the square the backbone sees; the main CPU cost knob."""
+    pretrain_epochs: int = 1
+    """Epochs of backbone pretraining, when it is pretrained here on the training data."""
+    mixing_channels: int = 64
+    """Output channels of the fixed random 1x1 mixing of each feature scale."""
+    d_channels: int = 64
+    """Width of each discriminator head."""
+    pixel_head: bool = True
+    """A discriminator head on the raw pixels, so that artifacts the frozen features miss are penalized."""
+
+    batch_size: int = 64
+    """Global batch size; split across processes under torchrun."""
+    lr_g: float = 2e-4
+    """Adam learning rate of the generator."""
+    lr_d: float = 8e-4
+    """Adam learning rate of the discriminator (two time-scale update rule: 4x the generator's)."""
+    betas: tuple[float, float] = (0.0, 0.99)
+    """Adam betas of both networks."""
+    ema_decay: float = 0.999
+    """Decay of the generator's exponential moving average, which is what sampling uses."""
+    ema_warmup: int = 10
+    """EMA warm-up: the decay at step t is min(ema_decay, (1 + t) / (ema_warmup + t))."""
+    diffaugment: str = "color,translation,cutout"
+    """DiffAugment policies applied to real and fake images before D (comma-separated; empty: none)."""
+
+    seed: int = 0
+    """Seeds the initial weights, the batches, the noise and the augmentations."""
+    device: str | None = None
+    """cpu or cuda (default: cuda when available)."""
+    precision: str = "auto"
+    """auto (bf16 on CUDA, fp32 on CPU), fp32, bf16 or fp16."""
+    channels_last: bool = True
+    """Use the channels_last memory format on CUDA."""
+    compile: bool = False
+    """torch.compile the generator."""
+    checkpoint_every: int = 250
+    """Steps between checkpoints."""
+    sample_every: int = 500
+    """Steps between sample grids (samples/step_*.png)."""
+    samples_per_class: int = 8
+    """Images per class (one row each) in the sample grids."""
+    log_every: int = 25
+    """Steps between lines of metrics.jsonl."""
+    max_bad_steps: int = 4
+    """Non-finite steps in a row before the last checkpoint is restored."""
+    lr_decay_on_restore: float = 0.5
+    """Factor on both learning rates at each such restore."""
+    max_restores: int = 3
+    """Restores before training stops with an error instead of looping."""
+    extra: dict = field(default_factory=dict)
+    """Free-form notes recorded with the run (the command line records its --data here)."""
+
+    def __post_init__(self) -> None:
+        if self.steps is None and self.minutes is None:
+            raise ValueError("TrainConfig needs a budget: steps=N or minutes=M (or both)")
+        if self.steps is not None:
+            check_positive_int("steps", self.steps)
+        if self.minutes is not None:
+            check_number("minutes", self.minutes, 0.0, low_open=True)
+        if self.resolution is not None:
+            check_choice("resolution", self.resolution, SUPPORTED_RESOLUTIONS)
+        if self.channels is not None:
+            check_channels("channels", self.channels)
+        for name in ("z_dim", "embed_dim", "g_channels", "g_min_channels", "instance_neighbours", "bank_per_class",
+                     "backbone_input_size", "pretrain_epochs", "mixing_channels", "d_channels", "checkpoint_every",
+                     "sample_every", "samples_per_class", "log_every", "max_bad_steps"):
+            check_positive_int(name, getattr(self, name))
+        check_int("batch_size", self.batch_size, low=2)
+        check_int("max_restores", self.max_restores, low=0)
+        check_int("ema_warmup", self.ema_warmup, low=1)
+        for name in ("lr_g", "lr_d"):
+            check_number(name, getattr(self, name), 0.0, low_open=True)
+        check_number("ema_decay", self.ema_decay, 0.0, 1.0, high_open=True)
+        check_number("lr_decay_on_restore", self.lr_decay_on_restore, 0.0, 1.0, low_open=True)
+        betas = tuple(self.betas)
+        if len(betas) != 2:
+            raise ValueError(f"betas should be two numbers in [0, 1), got {self.betas!r}")
+        for beta in betas:
+            check_number("betas", beta, 0.0, 1.0, high_open=True)
+        self.betas = betas
+        self.backbone_out_indices = tuple(check_int("backbone_out_indices", i, low=0)
+                                          for i in self.backbone_out_indices)
+        check_choice("precision", self.precision, PRECISIONS)
+        check_seed("seed", self.seed)
+        for name in filter(None, (p.strip() for p in self.diffaugment.split(","))):
+            check_choice("diffaugment", name, tuple(POLICIES))
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """A config from ``dataclasses.asdict`` output (e.g. read back from JSON); unknown fields are refused."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown TrainConfig fields: {sorted(unknown)}")
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as plain JSON values (tuples as lists), as they read back from ``config.json``."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    def generator_spec(self, num_classes: int, resolution: int, channels: int, instance_dim: int) -> GeneratorSpec:
+        """The generator this config trains, for data of the given shape."""
+        return GeneratorSpec(num_classes=num_classes, resolution=resolution, channels=channels, z_dim=self.z_dim,
+                             embed_dim=self.embed_dim, instance_dim=instance_dim, base_channels=self.g_channels,
+                             min_channels=self.g_min_channels)
+
+    def discriminator_spec(self, num_classes: int, resolution: int, channels: int,
+                           instance_dim: int) -> DiscriminatorSpec:
+        """The discriminator's trainable parts, for data of the given shape."""
+        return DiscriminatorSpec(num_classes=num_classes, image_channels=channels, resolution=resolution,
+                                 instance_dim=instance_dim, mixing_channels=self.mixing_channels,
+                                 head_channels=self.d_channels, embed_dim=self.embed_dim,
+                                 pixel_head=self.pixel_head, seed=self.seed)
+
+    def backbone_spec(self, origin: str) -> BackboneSpec:
+        """The frozen feature network, with a note of where its weights came from."""
+        return BackboneSpec(name=self.backbone, out_indices=self.backbone_out_indices,
+                            input_size=self.backbone_input_size, origin=origin)
+
+
+def saved_config_for_resume(saved: dict[str, Any], run: str) -> dict[str, Any]:
+    """A run's saved config, completed with the defaults of fields added to TrainConfig since it started.
+
+    A run started by an older ganaug resumes when the fields added since are left at their
+    defaults (a non-default value is a change, which the caller reports; a default that changes
+    the networks' shape is reported when the checkpoint is loaded). Fields this ganaug does not
+    know mean that a newer ganaug started the run.
+    """
+    fields = [f.name for f in dataclasses.fields(TrainConfig)]
+    unknown = sorted(set(saved) - set(fields))
+    if unknown:
+        raise ValueError(f"cannot resume {run!r}: its config has fields this ganaug does not know ({unknown}); it "
+                         "was started by a newer ganaug")
+    added = [name for name in fields if name not in saved]
+    if added:
+        logger.info("run %s predates config fields %s; they take their defaults", run, added)
+    defaults = TrainConfig(steps=1).to_dict()  # any budget: only the added fields' defaults are read
+    return {name: saved.get(name, defaults[name]) for name in fields}

@@ -1,0 +1,105 @@
+"""One training step's parts: the discriminator step, the generator step, their losses, and the EMA update.
+
+Hinge loss, summed over the discriminator's heads. DiffAugment is applied to real and fake images
+before D. In the D step the frozen backbone runs under ``no_grad`` on real and fake images in one
+batch; only the G step backpropagates through it, to the images.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ganaug.nets.diffaugment import diff_augment
+
+__all__ = ["backward_and_step", "d_loss", "d_step", "g_loss", "g_step", "update_ema"]
+
+
+def d_loss(logits_real: list[torch.Tensor], logits_fake: list[torch.Tensor]) -> torch.Tensor:
+    """Hinge loss, averaged over the batch and summed over heads."""
+    return sum(F.relu(1 - r.float()).mean() + F.relu(1 + f.float()).mean()
+               for r, f in zip(logits_real, logits_fake, strict=True))
+
+
+def g_loss(logits: list[torch.Tensor]) -> torch.Tensor:
+    """The generator's hinge loss: minus the mean logit, summed over heads."""
+    return -sum(logit.float().mean() for logit in logits)
+
+
+def backward_and_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler) -> bool:
+    """Backward and step unless the loss or a gradient is non-finite; returns whether it stepped.
+
+    With fp16 (``scaler`` enabled) the scaler itself skips steps with infinite gradients and
+    lowers its scale, so only a non-finite loss is refused here.
+    """
+    optimizer.zero_grad(set_to_none=True)
+    if not torch.isfinite(loss):
+        return False
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)
+    params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    norm = torch.nn.utils.clip_grad_norm_(params, float("inf"))
+    if not torch.isfinite(norm) and not scaler.is_enabled():
+        optimizer.zero_grad(set_to_none=True)
+        return False
+    scaler.step(optimizer)
+    scaler.update()
+    return True
+
+
+def d_step(discriminator: nn.Module, d_module: nn.Module, real: torch.Tensor, fake: torch.Tensor,
+           labels: torch.Tensor, instance: torch.Tensor | None, policy: str, optimizer: torch.optim.Optimizer,
+           scaler: torch.amp.GradScaler, autocast: AbstractContextManager) -> tuple[torch.Tensor, bool]:
+    """One discriminator update on a batch of real and (detached) fake images.
+
+    Args:
+        discriminator: D as trained (possibly wrapped by DDP).
+        d_module: the plain D module (its frozen ``features`` run without a graph).
+        real: float (N, C, R, R) in [-1, 1].
+        fake: float (N, C, R, R) in [-1, 1], the generator's output (detached here).
+        labels: int64 (N,).
+        instance: float (N, D) instance features, or None.
+        policy: DiffAugment policy.
+        optimizer, scaler: D's optimizer and the gradient scaler.
+        autocast: the mixed-precision context of the run.
+
+    Returns:
+        The loss and whether the step was taken.
+    """
+    with autocast:
+        real_aug = diff_augment(real, policy)
+        fake_aug = diff_augment(fake.detach(), policy)
+        both = torch.cat([real_aug, fake_aug])
+        with torch.no_grad():  # the backbone is frozen: the D step needs no graph through it
+            both_features = d_module.features(both)
+        both_instance = None if instance is None else torch.cat([instance, instance])
+        logits = discriminator(both, torch.cat([labels, labels]), both_instance, features=both_features)
+        loss = d_loss([t[:len(labels)] for t in logits], [t[len(labels):] for t in logits])
+    return loss, backward_and_step(loss, optimizer, scaler)
+
+
+def g_step(d_module: nn.Module, fake: torch.Tensor, labels: torch.Tensor, instance: torch.Tensor | None,
+           policy: str, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+           autocast: AbstractContextManager) -> tuple[torch.Tensor, bool]:
+    """One generator update through the plain D module.
+
+    D's weights get no update here, so under DDP no reduction is needed for them; the gradients
+    they receive are dropped by the caller.
+
+    Returns:
+        The loss and whether the step was taken.
+    """
+    with autocast:
+        loss = g_loss(d_module(diff_augment(fake, policy), labels, instance))
+    return loss, backward_and_step(loss, optimizer, scaler)
+
+
+@torch.no_grad()
+def update_ema(ema: nn.Module, live: nn.Module, step: int, decay: float, warmup: int) -> None:
+    """Move the EMA generator towards the trained one, with decay ``min(decay, (1 + step) / (warmup + step))``."""
+    decay = min(decay, (1 + step) / (warmup + step))
+    for average, current in zip(ema.parameters(), live.parameters(), strict=True):
+        average.lerp_(current.detach(), 1 - decay)
