@@ -6,6 +6,7 @@ The pipeline adapters are imported on their own: ``ganaug.albumentations`` and
 ``ganaug.transforms`` (torchvision.transforms.v2).
 """
 
+from ganaug._util.versions import __version__
 from ganaug.adapters.datasets import ExpandedDataset, SyntheticDataset
 from ganaug.data import DataSource, ImageDataset, load_dataset, load_fashion_mnist
 from ganaug.eval import EvalConfig, evaluate
@@ -13,8 +14,6 @@ from ganaug.feature_space import FeatureDataset, FeatureGAN, FeatureGANConfig, e
 from ganaug.nets import FeatureExtractor, WeightsUnavailableError
 from ganaug.sampling import GANAug, SampleBank
 from ganaug.train import PretrainConfig, PretrainResult, TrainConfig, pretrain_extractor, train
-
-__version__ = "0.1.0"
 
 __all__ = [
     "DataSource",

@@ -83,3 +83,84 @@ def test_train_resume_and_sample_commands(tmp_path, extractor_file, capsys):
     assert "--num should be a positive int, got 0" in capsys.readouterr().err
     assert main(["train", "--data", "fashion-mnist:embedded", "--out", str(tmp_path / "x")]) == 2
     assert "needs a budget" in capsys.readouterr().err
+
+
+def test_python_dash_m_ganaug_runs_the_command():
+    result = subprocess.run([sys.executable, "-m", "ganaug", "--version"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.startswith("ganaug ")
+
+
+CONFIG_COMMANDS = [  # (arguments that reach the config, the config class, the fields it does not expose)
+    (["train", "--data", "x", "--out", "y"], "ganaug.train.config.TrainConfig", {"extra"}),
+    (["pretrain-extractor", "--data", "x", "--out", "y"], "ganaug.train.pretrain.PretrainConfig", set()),
+    (["eval", "run", "--data", "x"], "ganaug.eval.evaluation.EvalConfig", set()),
+    (["features", "train", "f.safetensors", "--out", "y"], "ganaug.feature_space.feature_gan.FeatureGANConfig", set()),
+    (["demo"], "ganaug.cli.demo.DemoConfig", set()),
+]
+
+
+def _config_class(path: str):
+    import importlib
+
+    module, _, name = path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+@pytest.mark.parametrize(("argv", "config", "hidden"), CONFIG_COMMANDS,
+                         ids=[c[1].rsplit(".", 1)[1] for c in CONFIG_COMMANDS])
+def test_config_options_come_from_the_fields(argv, config, hidden, monkeypatch, capsys):
+    """Every field is an option; left out, it keeps the dataclass default; its help is the field's docstring."""
+    import dataclasses
+
+    from ganaug.cli.commands import build_parser
+    from ganaug.cli.options import field_docs, given
+
+    cls = _config_class(config)
+    args = build_parser().parse_args(argv)
+    names = [f.name for f in dataclasses.fields(cls) if f.name not in hidden]
+    assert given(args, names) == {}  # nothing given, so every default is the dataclass's own
+    monkeypatch.setenv("COLUMNS", "1000")  # one line per option
+    with pytest.raises(SystemExit):
+        main([*argv[:2 if argv[0] == "features" else 1], "--help"])
+    entries = []  # one per option: its line, and the help argparse put on the next line when the flags are long
+    for line in capsys.readouterr().out.splitlines():
+        if line.lstrip().startswith("-") or not entries:
+            entries.append(line.strip())
+        else:
+            entries[-1] += " " + line.strip()
+    docs = field_docs(cls)
+    for field in dataclasses.fields(cls):
+        if field.name in hidden:
+            continue
+        assert docs.get(field.name), f"{cls.__name__}.{field.name} has no docstring"
+        option = f"--{field.name.replace('_', '-')}"
+        line = next(entry for entry in entries if entry.startswith(option + " ") or entry.startswith(option + ","))
+        assert docs[field.name].rstrip(".") in line, field.name
+        if field.default not in (None, dataclasses.MISSING) and not isinstance(field.default, (bool, tuple)):
+            assert f"(default: {field.default})" in line, field.name
+
+
+def test_train_options_reach_the_config_and_keep_the_old_names():
+    from ganaug.cli.commands import build_parser
+    from ganaug.cli.options import config_from_args
+
+    args = build_parser().parse_args(["train", "--data", "x", "--out", "y", "--steps", "5", "--image-size", "32",
+                                      "--no-instance", "--betas", "0.5", "0.9", "--backbone-out-indices", "1", "2",
+                                      "--no-pixel-head"])
+    from ganaug.train.config import TrainConfig
+
+    config = config_from_args(TrainConfig, args)
+    assert (config.steps, config.resolution, config.instance_conditioning, config.betas, config.backbone_out_indices,
+            config.pixel_head) == (5, 32, False, (0.5, 0.9), (1, 2), False)
+    assert config.backbone == TrainConfig.backbone  # the default the help text shows
+
+
+def test_shared_options_are_declared_once():
+    from pathlib import Path
+
+    import ganaug
+
+    root = Path(ganaug.__file__).parent
+    for option in ('"--device"', '"--seed"', '"--data"'):
+        where = [p.relative_to(root).as_posix() for p in root.rglob("*.py") if option in p.read_text()]
+        assert where == ["cli/options.py"], (option, where)

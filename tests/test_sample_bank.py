@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 import time
 
@@ -41,7 +42,7 @@ def test_fill_and_draw(tiny_run):
     assert not bank.filled
     images = bank.draw([2, 2, 7], np.random.default_rng(0))
     assert bank.filled and images.shape == (3, 1, 28, 28) and images.dtype == torch.uint8
-    held = bank._images
+    held = bank.images
     assert held.shape == (10, 6, 1, 28, 28)
     for image, label in zip(images, [2, 2, 7], strict=True):
         assert any(torch.equal(image, candidate) for candidate in held[label])
@@ -50,43 +51,43 @@ def test_fill_and_draw(tiny_run):
 
 
 def test_same_seed_same_bank_other_seed_other_bank(tiny_run):
-    first = SampleBank(tiny_run, size_per_class=3, device="cpu", seed=5).fill()._images
-    again = SampleBank(tiny_run, size_per_class=3, device="cpu", seed=5).fill()._images
-    other = SampleBank(tiny_run, size_per_class=3, device="cpu", seed=6).fill()._images
+    first = SampleBank(tiny_run, size_per_class=3, device="cpu", seed=5).fill().images
+    again = SampleBank(tiny_run, size_per_class=3, device="cpu", seed=5).fill().images
+    other = SampleBank(tiny_run, size_per_class=3, device="cpu", seed=6).fill().images
     assert torch.equal(first, again) and not torch.equal(first, other)
 
 
 def test_refresh_replaces_the_oldest_images_and_keeps_memory_bounded(tiny_run):
     bank = SampleBank(tiny_run, size_per_class=4, refresh_every=5, refresh_size=12, device="cpu", seed=0).fill()
-    before = bank._images.clone()
+    before = bank.images.clone()
     bank.draw([0, 1, 2, 3], torch.Generator().manual_seed(0))  # 4 draws: not due yet
-    assert torch.equal(bank._images, before)
+    assert torch.equal(bank.images, before)
     bank.draw([0], torch.Generator().manual_seed(0))  # the 5th draw refreshes 12 slots: slot-major, all 10 classes
-    changed = (bank._images != before).flatten(2).any(dim=2)  # (classes, positions)
-    assert bank._images.shape == before.shape
+    changed = (bank.images != before).flatten(2).any(dim=2)  # (classes, positions)
+    assert bank.images.shape == before.shape
     assert changed[:, 0].all() and changed[:2, 1].all() and not changed[2:, 1].any() and not changed[:, 2:].any()
 
 
 def test_background_refresh(tiny_run):
     bank = SampleBank(tiny_run, size_per_class=2, refresh_every=1, refresh_size=20, background=True, device="cpu",
                       seed=0).fill()
-    before = bank._images.clone()
+    before = bank.images.clone()
     bank.draw([0])
     deadline = time.monotonic() + 60
-    while torch.equal(bank._images, before) and time.monotonic() < deadline:
+    while torch.equal(bank.images, before) and time.monotonic() < deadline:
         time.sleep(0.05)
     bank.close()
-    assert not torch.equal(bank._images, before)
-    assert bank._thread is None
+    assert not torch.equal(bank.images, before)
+    assert not bank.background_running
 
 
 def test_pickles_without_the_model_but_with_the_images(tiny_run):
     bank = SampleBank(tiny_run, size_per_class=2, device="cpu", seed=0).fill()
-    assert bank.model._gan is not None
+    assert bank.model.loaded
     payload = pickle.dumps(bank)
     clone = pickle.loads(payload)
-    assert clone.model._gan is None and torch.equal(clone._images, bank._images)
-    assert len(payload) < 10 * bank._images.numel() + 100_000  # no weights inside
+    assert not clone.model.loaded and torch.equal(clone.images, bank.images)
+    assert len(payload) < 10 * bank.images.numel() + 100_000  # no weights inside
     assert clone.draw([1], np.random.default_rng(0)).shape == (1, 1, 28, 28)  # reloads lazily
 
 
@@ -103,7 +104,7 @@ def test_arguments_are_checked(tiny_run, tmp_path):
 
 
 class _WorkerProbe(Dataset):
-    """Each item reports the worker it ran in, the device the bank resolves to there, and a refresh seed."""
+    """Each item reports the worker it ran in, the device the bank resolves to there, and what a refresh made."""
 
     def __init__(self, bank: SampleBank):
         self.bank = bank
@@ -114,7 +115,9 @@ class _WorkerProbe(Dataset):
     def __getitem__(self, index: int):
         from torch.utils.data import get_worker_info
 
-        return get_worker_info().id, str(self.bank.model.resolved_device()), int(self.bank._next_seeds(1)[0])
+        self.bank.refresh()  # new images from this process's seed stream
+        refreshed = hashlib.sha256(self.bank.images.numpy().tobytes()).hexdigest()
+        return get_worker_info().id, str(self.bank.model.resolved_device()), refreshed
 
 
 @pytest.mark.parametrize("context", ["fork", "spawn"])
@@ -155,7 +158,7 @@ class _RefreshingProbe(Dataset):
 def test_worker_refreshes_stay_in_their_worker(tiny_run, context):
     """A bank filled in the parent is shared with the workers; their refreshes must not write into it."""
     bank = SampleBank(tiny_run, size_per_class=2, refresh_every=3, refresh_size=4, device="cpu", seed=5).fill()
-    before = bank._images.clone()
+    before = bank.images.clone()
 
     def run():
         loader = DataLoader(_RefreshingProbe(bank), batch_size=None, num_workers=2, multiprocessing_context=context,
@@ -163,7 +166,7 @@ def test_worker_refreshes_stay_in_their_worker(tiny_run, context):
         return torch.stack(list(loader))
 
     first, again = run(), run()
-    assert torch.equal(bank._images, before)  # the parent's bank is as it was
+    assert torch.equal(bank.images, before)  # the parent's bank is as it was
     assert torch.equal(first, again)  # so a seeded run repeats
 
 
@@ -196,7 +199,7 @@ def test_draws_from_many_threads_while_refreshing(tiny_run):
     with ThreadPoolExecutor(4) as pool:
         shapes = [shape for result in pool.map(draw_many, range(4)) for shape in result]
     assert shapes.count((1, 28, 28)) == 160 and shapes.count((2, 1, 28, 28)) == 40
-    assert bank._images.shape == (10, 3, 1, 28, 28)
+    assert bank.images.shape == (10, 3, 1, 28, 28)
 
 
 def test_loading_a_model_leaves_the_global_rng_alone(tiny_run):

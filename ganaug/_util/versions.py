@@ -5,7 +5,9 @@ from __future__ import annotations
 import platform
 from importlib import metadata
 
-__all__ = ["PACKAGES", "package_versions"]
+__all__ = ["PACKAGES", "__version__", "package_versions"]
+
+__version__ = "0.1.0"  # ganaug's own; pyproject.toml reads it from here
 
 PACKAGES = ("ganaug", "torch", "torchvision", "timm", "albumentations", "numpy", "safetensors", "huggingface_hub")
 

@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ganaug import __version__
+    from ganaug._util.versions import __version__
 
     parser = argparse.ArgumentParser(
         prog="ganaug",
