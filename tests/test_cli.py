@@ -79,8 +79,9 @@ def test_train_resume_and_sample_commands(tmp_path, extractor_file, capsys):
     assert main(["sample", str(run), "--num", "8", "--class", "Sandal", "--out", str(tmp_path / "sandal.png")]) == 0
     assert main(["sample", str(run), "--class", "Hat", "--out", str(tmp_path / "x.png")]) == 2
     assert "--class should be a class index or one of" in capsys.readouterr().err
-    assert main(["sample", str(run), "--num", "0", "--out", str(tmp_path / "x.png")]) == 2
-    assert "--num should be a positive int, got 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # refused by argparse, before any work
+        main(["sample", str(run), "--num", "0", "--out", str(tmp_path / "x.png")])
+    assert exit_info.value.code == 2 and "argument --num: should be a positive int, got '0'" in capsys.readouterr().err
     assert main(["train", "--data", "fashion-mnist:embedded", "--out", str(tmp_path / "x")]) == 2
     assert "needs a budget" in capsys.readouterr().err
 

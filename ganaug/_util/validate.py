@@ -15,6 +15,7 @@ import torch
 
 __all__ = [
     "as_labels",
+    "check_betas",
     "check_channels",
     "check_features",
     "check_choice",
@@ -95,6 +96,17 @@ def check_probability(name: str, value: Any) -> float:
 def check_truncation(value: Any) -> float:
     """The noise scale of sampling, in (0, 1]."""
     return check_number("truncation", value, 0.0, 1.0, low_open=True)
+
+
+def check_betas(value: Any) -> tuple[float, float]:
+    """Adam's betas: two numbers in [0, 1)."""
+    try:
+        betas = tuple(value)
+    except TypeError:
+        betas = ()
+    if len(betas) != 2:
+        raise ValueError(f"betas should be two numbers in [0, 1), got {value!r}")
+    return tuple(check_number("betas", beta, 0.0, 1.0, high_open=True) for beta in betas)
 
 
 def check_choice(name: str, value: Any, choices: Sequence[Any]) -> Any:

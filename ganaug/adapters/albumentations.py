@@ -60,7 +60,27 @@ def _checkpoint_path(value: Any) -> str:
     return value
 
 
-class GANAugment(A.ImageOnlyTransform):
+class _ModelTransform(A.ImageOnlyTransform):
+    """What both transforms share: a model folder, their settings kept under their own names (albumentations
+    serializes a transform by reading its arguments back), their public name, and the ``class_label`` key."""
+
+    def __init__(self, checkpoint: str | os.PathLike, p: float, **settings: Any):
+        super().__init__(p=p)
+        find_model_files(checkpoint, "checkpoint")
+        self.checkpoint = checkpoint
+        for name, value in settings.items():
+            setattr(self, name, value)
+
+    @classmethod
+    def get_class_fullname(cls) -> str:
+        return f"{PUBLIC_MODULE}.{cls.__name__}"
+
+    @property
+    def available_keys(self) -> set[str]:
+        return super().available_keys | {"class_label"}  # accepted in every mode, also under Compose(strict=True)
+
+
+class GANAugment(_ModelTransform):
     """Replace, blend or vary an image with GAN samples of its class.
 
     Args:
@@ -105,23 +125,11 @@ class GANAugment(A.ImageOnlyTransform):
                  mix_ratio: tuple[float, float] = (0.3, 0.7), bank_size: int = 128, refresh_every: int | None = 4096,
                  refresh_size: int = 64, background: bool = False,
                  device: Literal["cpu", "cuda", "auto"] = "auto", bank_seed: int | None = None, p: float = 0.5):
-        super().__init__(p=p)
-        find_model_files(checkpoint, "checkpoint")
-        self.checkpoint = checkpoint
-        self.mode = mode
-        self.mix_ratio = mix_ratio
-        self.bank_size = bank_size
-        self.refresh_every = refresh_every
-        self.refresh_size = refresh_size
-        self.background = background
-        self.device = device
-        self.bank_seed = bank_seed
+        super().__init__(checkpoint, p, mode=mode, mix_ratio=mix_ratio, bank_size=bank_size,
+                         refresh_every=refresh_every, refresh_size=refresh_size, background=background, device=device,
+                         bank_seed=bank_seed)
         self.core = Augmenter(checkpoint, mode, mix_ratio, bank_size, refresh_every, refresh_size, background, device,
                               bank_seed)
-
-    @classmethod
-    def get_class_fullname(cls) -> str:
-        return f"{PUBLIC_MODULE}.{cls.__name__}"
 
     @property
     def bank(self) -> Any:
@@ -131,10 +139,6 @@ class GANAugment(A.ImageOnlyTransform):
     @property
     def targets_as_params(self) -> list[str]:
         return [] if self.mode == "variant" else ["class_label"]
-
-    @property
-    def available_keys(self) -> set[str]:
-        return super().available_keys | {"class_label"}  # accepted in every mode, also under Compose(strict=True)
 
     def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
         # Every random draw is made here, as albumentations expects, so that ReplayCompose replays
@@ -171,7 +175,7 @@ class GANAugment(A.ImageOnlyTransform):
         return batch.restore(self.core.apply(batch.images, labels, drawn)).reshape(images.shape)
 
 
-class GANCutoutFill(A.ImageOnlyTransform):
+class GANCutoutFill(_ModelTransform):
     """Cut random rectangles out of the image, like CoarseDropout, and fill them with generated content.
 
     The fill comes from :meth:`ganaug.GANAug.complete`: generated from the features of the visible
@@ -211,24 +215,9 @@ class GANCutoutFill(A.ImageOnlyTransform):
                  hole_height_range: tuple[float, float] = (0.2, 0.4),
                  hole_width_range: tuple[float, float] = (0.2, 0.4), steps: int = 0, feather: int = 2,
                  device: Literal["cpu", "cuda", "auto"] = "auto", p: float = 0.5):
-        super().__init__(p=p)
-        find_model_files(checkpoint, "checkpoint")
-        self.checkpoint = checkpoint
-        self.num_holes_range = num_holes_range
-        self.hole_height_range = hole_height_range
-        self.hole_width_range = hole_width_range
-        self.steps = steps
-        self.feather = feather
-        self.device = device
+        super().__init__(checkpoint, p, num_holes_range=num_holes_range, hole_height_range=hole_height_range,
+                         hole_width_range=hole_width_range, steps=steps, feather=feather, device=device)
         self.model = LazyGAN(checkpoint, device)
-
-    @classmethod
-    def get_class_fullname(cls) -> str:
-        return f"{PUBLIC_MODULE}.{cls.__name__}"
-
-    @property
-    def available_keys(self) -> set[str]:
-        return super().available_keys | {"class_label"}
 
     def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
         image = data["image"] if "image" in data else data["images"][0]

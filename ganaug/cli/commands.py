@@ -12,13 +12,16 @@ from pathlib import Path
 from ganaug.adapters.expand import expand_dataset
 from ganaug.cli.demo import DemoConfig
 from ganaug.cli.options import (
+    add_command,
     add_config_options,
     add_data_options,
     add_device_option,
     add_function_options,
+    add_model_argument,
     add_seed_option,
     config_from_args,
     given,
+    positive_int,
 )
 from ganaug.eval.evaluation import EvalConfig
 from ganaug.feature_space.feature_dataset import extract_features
@@ -58,52 +61,32 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    info = commands.add_parser("info", help="versions, device, data sources and cached weights",
-                               description="Print package versions, the compute device (CUDA or CPU), the "
-                                           "Fashion-MNIST sources found and the pretrained weights cached locally.")
+    info = add_command(commands, "info", _info)
     info.add_argument("--json", action="store_true", help="print JSON instead of text")
-    info.set_defaults(handler=_info)
 
-    pretrain = commands.add_parser(
-        "pretrain-extractor", help="train a timm feature network on your own labelled images (offline)",
-        description="Train a timm classifier on labelled images and save it as a .safetensors file that "
-                    "FeatureExtractor(model_name, pretrained=FILE) loads. This is the offline way to a pretrained "
-                    "extractor; use timm's hub weights instead where you can download them.")
+    pretrain = add_command(commands, "pretrain-extractor", _pretrain)
     add_data_options(pretrain)
     pretrain.add_argument("--out", type=Path, required=True, help="the .safetensors file to write")
     add_config_options(pretrain, PretrainConfig, aliases={"model_name": ["--model"]})
-    pretrain.set_defaults(handler=_pretrain)
 
-    train = commands.add_parser(
-        "train", help="train a conditional GAN (CPU or CUDA; multi-GPU under torchrun)",
-        description="Train a class- and instance-conditional GAN with a projected timm discriminator. Give a "
-                    "budget with --minutes and/or --steps. Under torchrun it trains data-parallel.")
+    train = add_command(commands, "train", _train)
     add_data_options(train, required=False, split=None, size=False)
     train.add_argument("--out", type=Path, help="run directory to create")
     train.add_argument("--resume", type=Path, metavar="RUN", help="continue this run exactly where it stopped")
     add_config_options(train, TrainConfig, skip=("extra",),
                        aliases={"resolution": ["--image-size"], "instance_conditioning": ["--instance"]})
-    train.set_defaults(handler=_train)
 
-    sample = commands.add_parser("sample", help="write a grid of samples from a run or an exported model",
-                                 description="Sample a trained model and write a PNG grid (one row per class "
-                                             "unless --class is given).")
-    sample.add_argument("run", type=Path, help="run directory or exported model folder")
-    sample.add_argument("--num", type=int, default=64, help="number of images (default: 64)")
+    sample = add_command(commands, "sample", _sample)
+    add_model_argument(sample)
+    sample.add_argument("--num", type=positive_int, default=64, help="number of images (default: 64)")
     sample.add_argument("--class", dest="class_label", default=None,
                         help="class index or name (default: all classes in turn)")
     sample.add_argument("--out", type=Path, required=True, help="PNG file to write")
     add_seed_option(sample)
     add_function_options(sample, GANAug.sample, ["truncation"])
-    sample.set_defaults(handler=_sample)
 
-    complete = commands.add_parser(
-        "complete", help="fill a masked region of an image with generated content",
-        description="Fill the region given by --mask (a PNG, nonzero = missing) or --box with content generated "
-                    "from the features of the visible part, and write the result as a PNG of the input's size, "
-                    "grayscale or RGB like the input (alpha is dropped; 16-bit and float images are scaled to 8 "
-                    "bits).")
-    complete.add_argument("run", type=Path, help="run directory or exported model folder")
+    complete = add_command(commands, "complete", _complete)
+    add_model_argument(complete)
     complete.add_argument("--image", type=Path, required=True, help="input image file")
     where = complete.add_mutually_exclusive_group(required=True)
     where.add_argument("--mask", type=Path, help="mask PNG of the image's size; nonzero pixels are filled")
@@ -113,32 +96,19 @@ def build_parser() -> argparse.ArgumentParser:
                           help="class index or name (default: inferred from the visible part)")
     add_function_options(complete, GANAug.complete, ["steps"])
     add_seed_option(complete)
-    complete.set_defaults(handler=_complete)
 
-    expand = commands.add_parser(
-        "expand", help="write a synthetic dataset to disk (ImageFolder PNGs or WebDataset shards)",
-        description="Generate NUM_PER_CLASS images per class and write them as PNGs in class folders, or as "
-                    "WebDataset tar shards, with a manifest.jsonl (file, label, seed, checkpoint hash). Files are "
-                    "written atomically; run the same command again to resume. Under torchrun each rank takes its "
-                    "share of the items.")
-    expand.add_argument("run", type=Path, help="run directory or exported model folder")
+    expand = add_command(commands, "expand", _expand)
+    add_model_argument(expand)
     expand.add_argument("--num-per-class", type=int, required=True, help="images per class")
     expand.add_argument("--out", type=Path, required=True, help="output folder")
     add_function_options(expand, expand_dataset, EXPAND_OPTIONS, aliases={"output_format": ["--format"]})
-    expand.set_defaults(handler=_expand)
 
-    evaluate = commands.add_parser(
-        "eval", help="score a model's samples against real images (FD, KID, PRDC, label accuracy, CAS)",
-        description="Stream NUM generated images and up to NUM real images through a feature network in batches "
-                    "(only feature vectors are kept) and report the Fréchet distance, KID, precision/recall, "
-                    "density/coverage, and the label accuracy and classification accuracy score (CAS) of linear "
-                    "probes. Prints a table; --out writes JSON.")
-    evaluate.add_argument("run", type=Path, help="run directory or exported model folder")
+    evaluate = add_command(commands, "eval", _eval)
+    add_model_argument(evaluate)
     add_data_options(evaluate, split="test", size=False)
     add_config_options(evaluate, EvalConfig)
     add_device_option(evaluate)
     evaluate.add_argument("--out", type=Path, default=None, help="JSON file to write")
-    evaluate.set_defaults(handler=_eval)
 
     features = commands.add_parser(
         "features", help="feature-space generation: extract timm features, train a FeatureGAN, sample features",
@@ -146,9 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "class-conditional WGAN-GP over the vectors ('train'), and write synthetic vectors per class "
                     "('sample'). Feature files are .safetensors with 'features' (N, D) and 'labels' (N,).")
     stages = features.add_subparsers(dest="stage", required=True, metavar="STAGE")
-    extract = stages.add_parser("extract", help="embed a labelled dataset with a frozen feature network",
-                                description="Stream a dataset through a feature network in batches and write its "
-                                            "pooled embeddings and labels to a .safetensors file.")
+    extract = add_command(stages, "extract", _features_extract)
     add_data_options(extract)
     extract.add_argument("--extractor", required=True,
                          help="a pretrain-extractor .safetensors file, a timm model name (hub/cached weights), or a "
@@ -156,36 +124,29 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--out", type=Path, required=True, help="the .safetensors file to write")
     add_function_options(extract, extract_features, ["batch_size"])
     add_device_option(extract)
-    extract.set_defaults(handler=_features_extract)
-    fit = stages.add_parser("train", help="train a FeatureGAN on a features file",
-                            description="Train a class-conditional WGAN-GP (with f-CLSWGAN's classification loss "
-                                        "and optional per-class moment matching) on the vectors of a features file "
-                                        "and save it to a folder.")
+    fit = add_command(stages, "train", _features_train)
     fit.add_argument("features", type=Path, help="features file written by 'ganaug features extract'")
     fit.add_argument("--out", type=Path, required=True, help="folder to write the model to")
     add_config_options(fit, FeatureGANConfig)
-    fit.set_defaults(handler=_features_train)
-    draw = stages.add_parser("sample", help="write synthetic feature vectors",
-                             description="Write NUM_PER_CLASS synthetic vectors of every class the model was "
-                                         "trained on (or of --class) to a features file.")
+    draw = add_command(stages, "sample", _features_sample)
     draw.add_argument("model", type=Path, help="folder written by 'ganaug features train'")
-    draw.add_argument("--num-per-class", type=int, required=True, help="vectors per class")
+    draw.add_argument("--num-per-class", type=positive_int, required=True, help="vectors per class")
     draw.add_argument("--class", dest="class_label", default=None, help="only this class (index or name)")
     draw.add_argument("--out", type=Path, required=True, help="the .safetensors file to write")
     add_seed_option(draw)
     add_device_option(draw)
-    draw.set_defaults(handler=_features_sample)
 
-    demo = commands.add_parser("demo", help="train a conditional GAN on Fashion-MNIST in about 5 CPU minutes",
-                               description="Pretrain the feature network, train a conditional GAN on Fashion-MNIST "
-                                           "(the real data when installed, else the embedded subset) and write a "
-                                           "per-class sample grid.")
+    demo = add_command(commands, "demo", _demo)
     add_config_options(demo, DemoConfig, aliases={"out_dir": ["--out"], "gan_minutes": ["--minutes"]})
-    demo.set_defaults(handler=_demo)
     return parser
 
 
 def _info(args: argparse.Namespace) -> int:
+    """Versions, device, data sources and cached weights.
+
+    Print package versions, the compute device (CUDA or CPU), the Fashion-MNIST sources found and the pretrained
+    weights cached locally.
+    """
     from ganaug.cli.environment import environment_report
 
     report = environment_report()
@@ -210,6 +171,12 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _pretrain(args: argparse.Namespace) -> int:
+    """Train a timm feature network on your own labelled images (offline).
+
+    Train a timm classifier on labelled images and save it as a .safetensors file that
+    FeatureExtractor(model_name, pretrained=FILE) loads. This is the offline way to a pretrained extractor; use
+    timm's hub weights instead where you can download them.
+    """
     from ganaug.data import load_dataset
     from ganaug.train.pretrain import pretrain_extractor
 
@@ -224,6 +191,11 @@ def _pretrain(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    """Train a conditional GAN (CPU or CUDA; multi-GPU under torchrun).
+
+    Train a class- and instance-conditional GAN with a projected timm discriminator. Give a budget with
+    --minutes and/or --steps. Under torchrun it trains data-parallel.
+    """
     from ganaug.data import load_dataset
     from ganaug.train import train
     from ganaug.train.run_dir import read_run_info
@@ -255,12 +227,14 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _sample(args: argparse.Namespace) -> int:
+    """Write a grid of samples from a run or an exported model.
+
+    Sample a trained model and write a PNG grid (one row per class unless --class is given).
+    """
     import torch
 
     from ganaug._util.files import save_image_grid
 
-    if args.num < 1:
-        raise ValueError(f"--num should be a positive int, got {args.num}")
     gan = GANAug.from_pretrained(args.run)
     if args.class_label is None:  # classes in turn, one row each
         nrow = math.ceil(args.num / gan.num_classes)
@@ -274,6 +248,12 @@ def _sample(args: argparse.Namespace) -> int:
 
 
 def _complete(args: argparse.Namespace) -> int:
+    """Fill a masked region of an image with generated content.
+
+    Fill the region given by --mask (a PNG, nonzero = missing) or --box with content generated from the features
+    of the visible part, and write the result as a PNG of the input's size, grayscale or RGB like the input
+    (alpha is dropped; 16-bit and float images are scaled to 8 bits).
+    """
     import numpy as np
     from PIL import Image
 
@@ -309,6 +289,12 @@ def _complete(args: argparse.Namespace) -> int:
 
 
 def _expand(args: argparse.Namespace) -> int:
+    """Write a synthetic dataset to disk (ImageFolder PNGs or WebDataset shards).
+
+    Generate NUM_PER_CLASS images per class and write them as PNGs in class folders, or as WebDataset tar
+    shards, with a manifest.jsonl (file, label, seed, checkpoint hash). Files are written atomically; run the
+    same command again to resume. Under torchrun each rank takes its share of the items.
+    """
     result = expand_dataset(args.run, args.out, args.num_per_class, progress=not args.quiet,
                             **given(args, EXPAND_OPTIONS))
     print(f"wrote {result.written} images, kept {result.skipped} already there ({result.items} in this part) "
@@ -317,6 +303,12 @@ def _expand(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    """Score a model's samples against real images (FD, KID, PRDC, label accuracy, CAS).
+
+    Stream NUM generated images and up to NUM real images through a feature network in batches (only feature
+    vectors are kept) and report the Fréchet distance, KID, precision/recall, density/coverage, and the label
+    accuracy and classification accuracy score (CAS) of linear probes. Prints a table; --out writes JSON.
+    """
     from ganaug.data import load_dataset
     from ganaug.eval.evaluation import evaluate, format_report, write_report
 
@@ -333,6 +325,11 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _features_extract(args: argparse.Namespace) -> int:
+    """Embed a labelled dataset with a frozen feature network.
+
+    Stream a dataset through a feature network in batches and write its pooled embeddings and labels to a
+    .safetensors file.
+    """
     from ganaug._util.validate import resolve_device
     from ganaug.data import load_dataset
     from ganaug.eval.evaluation import load_eval_extractor
@@ -359,6 +356,11 @@ def _features_extract(args: argparse.Namespace) -> int:
 
 
 def _features_train(args: argparse.Namespace) -> int:
+    """Train a FeatureGAN on a features file.
+
+    Train a class-conditional WGAN-GP (with f-CLSWGAN's classification loss and optional per-class moment
+    matching) on the vectors of a features file and save it to a folder.
+    """
     from ganaug.feature_space import FeatureGAN, load_features
 
     if args.out.exists() and not args.out.is_dir():
@@ -377,13 +379,16 @@ def _features_train(args: argparse.Namespace) -> int:
 
 
 def _features_sample(args: argparse.Namespace) -> int:
+    """Write synthetic feature vectors.
+
+    Write NUM_PER_CLASS synthetic vectors of every class the model was trained on (or of --class) to a features
+    file.
+    """
     import torch
 
     from ganaug.feature_space import FeatureGAN, save_features
     from ganaug.feature_space.feature_dataset import check_output_file
 
-    if args.num_per_class < 1:
-        raise ValueError(f"--num-per-class should be a positive int, got {args.num_per_class}")
     check_output_file(args.out, "--out")
     model = FeatureGAN.from_pretrained(args.model, device=args.device)
     classes = (model.trained_classes if args.class_label is None
@@ -409,6 +414,11 @@ def _class_index(value: str, classes: tuple[str, ...]) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    """Train a conditional GAN on Fashion-MNIST in about 5 CPU minutes.
+
+    Pretrain the feature network, train a conditional GAN on Fashion-MNIST (the real data when installed, else
+    the embedded subset) and write a per-class sample grid.
+    """
     from ganaug.cli.demo import run_demo
 
     run_demo(config_from_args(DemoConfig, args))

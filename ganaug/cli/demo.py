@@ -29,12 +29,9 @@ PRETRAIN_EPOCHS = {"full": 1, "embedded": 8}
 class DemoConfig:
     """What ``ganaug demo`` does; its options are these fields."""
 
-    out_dir: Path = Path("demo_out")
-    """Output folder."""
-    gan_minutes: float = 3.0
-    """GAN training minutes."""
-    seed: int = 0
-    """Random seed."""
+    out_dir: Path = Path("demo_out")  # output folder
+    gan_minutes: float = 3.0  # GAN training minutes
+    seed: int = 0  # random seed
 
 
 def run_demo(config: DemoConfig, progress: bool = True, echo=print) -> Path:

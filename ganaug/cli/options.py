@@ -1,8 +1,8 @@
 """Command-line options built from the code they configure, so that defaults and help text cannot drift.
 
 - :func:`add_config_options`: one option per field of a config dataclass; the help text is the
-  field's docstring (the string literal under it), the default is the field's default, and the
-  type comes from its annotation.
+  field's comment in the source (nanoGPT's commented defaults), the default is the field's
+  default, and the type comes from its annotation.
 - :func:`add_function_options`: options for some keyword arguments of a function; the default
   comes from its signature and the help text from its docstring's ``Args:`` section.
 - Options shared by several commands (``--device``, ``--seed``, ``--data``...) are declared once
@@ -19,8 +19,10 @@ import ast
 import dataclasses
 import functools
 import inspect
+import io
 import re
 import textwrap
+import tokenize
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
@@ -30,49 +32,62 @@ from typing import Any
 from ganaug.data.load import FOLDER_CHANNELS, FOLDER_IMAGE_SIZE
 
 __all__ = [
+    "add_command",
     "add_config_options",
     "add_data_options",
     "add_device_option",
     "add_function_options",
+    "add_model_argument",
     "add_seed_option",
     "config_from_args",
     "given",
+    "positive_int",
 ]
 
 DEVICE_HELP = "cpu or cuda (default: cuda when available)"
 
 
 @functools.cache
-def field_docs(cls: type) -> dict[str, str]:
-    """The docstring of each field of a dataclass: the string literal that follows its annotation."""
-    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
-    body = next(node for node in ast.walk(tree) if isinstance(node, ast.ClassDef)).body
-    docs = {}
-    for node, after in zip(body, body[1:], strict=False):
-        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(after, ast.Expr)
-                and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str)):
-            docs[node.target.id] = " ".join(after.value.value.split())
+def documented(obj: Any, section: str) -> dict[str, str]:
+    """The entries of a Google-style docstring section, such as a function's ``Args:``.
+
+    Returns:
+        name -> its description, continuation lines joined; an entry ``a, b: text`` documents both.
+    """
+    docs: dict[str, str] = {}
+    match = re.search(rf"(?:^|\n){section}:\n(.*?)(?:\n\S|\n\s*\n|\Z)", inspect.getdoc(obj) or "", re.S)
+    current: list[str] = []
+    for line in (match.group(1) if match else "").splitlines():
+        entry = re.match(r"\s{4}(\w+(?:, \w+)*): (.*)", line)
+        if entry:
+            current = entry.group(1).split(", ")
+            for name in current:
+                docs[name] = entry.group(2)
+        elif line.strip():
+            for name in current:
+                docs[name] += " " + line.strip()
     return docs
 
 
 @functools.cache
-def argument_docs(function: Callable) -> dict[str, str]:
-    """The description of each argument in a Google-style docstring's ``Args:`` section."""
-    docs: dict[str, str] = {}
-    section = re.search(r"\n\s*Args:\n(.*?)(?:\n\s*\n|\Z)", inspect.getdoc(function) or "", re.S)
-    if section is None:
-        return docs
-    current = None
-    for line in section.group(1).splitlines():
-        match = re.match(r"\s{4}(\w+(?:, \w+)*): (.*)", line)
-        if match:
-            names, text = match.groups()
-            for name in names.split(", "):
-                docs[name] = text
-            current = names.split(", ")
-        elif current and line.strip():
-            for name in current:
-                docs[name] += " " + line.strip()
+def field_docs(cls: type) -> dict[str, str]:
+    """A dataclass's fields as its source comments them, nanoGPT-style: the comment at the end of a field's
+    line, after any comment lines directly above it."""
+    lines, _ = inspect.getsourcelines(cls)
+    comments = {}
+    for token in tokenize.generate_tokens(io.StringIO(textwrap.dedent("".join(lines))).readline):
+        if token.type == tokenize.COMMENT:
+            comments[token.start[0]] = (token.line[:token.start[1]].strip() == "", token.string[1:].strip())
+    tree = ast.parse(textwrap.dedent("".join(lines)))
+    docs = {}
+    for node in next(node for node in ast.walk(tree) if isinstance(node, ast.ClassDef)).body:
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            above, row = [], node.lineno - 1
+            while row in comments and comments[row][0]:  # whole-line comments directly above
+                above.insert(0, comments[row][1])
+                row -= 1
+            trailing = [comments[node.lineno][1]] if node.lineno in comments else []
+            docs[node.target.id] = " ".join(above + trailing)
     return docs
 
 
@@ -128,7 +143,7 @@ def add_function_options(parser: argparse.ArgumentParser, function: Callable, na
     aliases = aliases or {}
     signature = inspect.signature(function)
     hints = typing.get_type_hints(function)
-    docs = argument_docs(function)
+    docs = documented(function, "Args")
     for name in names:
         default = signature.parameters[name].default
         parser.add_argument(*_option_strings(name, aliases), dest=name, default=None,
@@ -144,6 +159,32 @@ def given(args: argparse.Namespace, names: Iterable[str]) -> dict[str, Any]:
 def config_from_args(cls: type, args: argparse.Namespace, **values: Any) -> Any:
     """An instance of the dataclass ``cls`` from the options given, plus ``values``; the rest keep their defaults."""
     return cls(**{**given(args, [f.name for f in dataclasses.fields(cls)]), **values})
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number >= 1 (argparse reports the option's name with the error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"should be a positive int, got {text!r}")
+    return value
+
+
+def add_command(group: Any, name: str, handler: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
+    """A subcommand run by ``handler``: its help is the first line of the handler's docstring, its
+    description the rest."""
+    summary, _, details = (inspect.getdoc(handler) or name).partition("\n\n")
+    parser = group.add_parser(name, help=summary[0].lower() + summary[1:].rstrip("."),
+                              description=" ".join(details.split()) or summary)
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def add_model_argument(parser: argparse.ArgumentParser) -> None:
+    """The positional ``run``: the model a command uses."""
+    parser.add_argument("run", type=Path, help="run directory or exported model folder")
 
 
 def add_device_option(parser: argparse.ArgumentParser) -> None:

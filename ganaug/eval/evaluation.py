@@ -59,25 +59,17 @@ INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"  # torch-fidelity's
 class EvalConfig:
     """Settings of :func:`evaluate`."""
 
-    num: int = 10_000
-    """Generated images; the real set is capped at the same number."""
-    batch_size: int = 256
-    """Images per generator and feature-network pass."""
+    num: int = 10_000  # generated images; the real set is capped at the same number
+    batch_size: int = 256  # images per generator and feature-network pass
+    # feature space: "run" (the model's own network; flatters the model), a pretrain-extractor .safetensors file, a timm
+    # model name (hub/cached weights), or "inception[:FILE]" (FID's network, local weights only)
     extractor: str = "run"
-    """Feature space: "run" (the model's own network; flatters the model), a pretrain-extractor .safetensors
-    file, a timm model name (hub/cached weights), or "inception[:FILE]" (FID's network, local weights only)."""
-    kid_subsets: int = 100
-    """Random subsets KID is averaged over."""
-    kid_subset_size: int = 1000
-    """Images per KID subset (from each set)."""
-    nearest_k: int = 5
-    """Neighbours of precision, recall, density and coverage."""
-    probes: bool = True
-    """Label accuracy and CAS by linear probes."""
-    truncation: float = 1.0
-    """Noise scale of the generated images, in (0, 1]."""
-    seed: int = 0
-    """Seeds which real images are used, the generated images and the probes."""
+    kid_subsets: int = 100  # random subsets KID is averaged over
+    kid_subset_size: int = 1000  # images per KID subset (from each set)
+    nearest_k: int = 5  # neighbours of precision, recall, density and coverage
+    probes: bool = True  # label accuracy and CAS by linear probes
+    truncation: float = 1.0  # noise scale of the generated images, in (0, 1]
+    seed: int = 0  # seeds which real images are used, the generated images and the probes
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "kid_subsets", "nearest_k"):

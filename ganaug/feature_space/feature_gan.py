@@ -40,6 +40,7 @@ from ganaug._util.checkpoint_file import read_checkpoint, strip_prefix, write_mo
 from ganaug._util.rng import seeded, torch_generator
 from ganaug._util.validate import (
     as_labels,
+    check_betas,
     check_features,
     check_int,
     check_number,
@@ -58,40 +59,23 @@ CRITIC_DISTANCE_LR_FACTOR = 5  # critic_distance's fresh critic learns faster th
 class FeatureGANConfig:
     """Settings of :meth:`FeatureGAN.fit`. ``ganaug features train`` reads its options from these fields."""
 
-    steps: int = 2000
-    """Generator updates."""
-    batch_size: int = 128
-    """Feature vectors per batch."""
-    critic_steps: int = 5
-    """Critic updates per generator update."""
-    noise_dim: int = 64
-    """Width of the generator's noise."""
-    embed_dim: int = 32
-    """Width of the class embedding."""
-    hidden_dim: int = 512
-    """Width of the hidden layers of both MLPs."""
-    lr: float = 1e-4
-    """Adam learning rate of both networks."""
-    betas: tuple[float, float] = (0.5, 0.999)
-    """Adam betas (f-CLSWGAN's settings)."""
-    gp_weight: float = 10.0
-    """Weight of the WGAN-GP gradient penalty."""
-    cls_weight: float = 0.1
-    """Weight of the frozen classifier's cross-entropy in the generator loss."""
-    moment_weight: float = 0.0
-    """Weight of the per-class mean and spread matching term (0: off)."""
-    moment_samples: int = 64
-    """Generated vectors per class for that term."""
-    classifier_steps: int = 200
-    """L-BFGS iterations of the softmax classifier on the real features."""
-    class_balanced: bool = True
-    """Draw real batches with every class equally often."""
-    seed: int = 0
-    """Seeds the initial weights, the batches and the noise."""
-    device: str | None = None
-    """cpu or cuda (default: cuda when available)."""
-    log_every: int = 100
-    """Steps between entries of the training history."""
+    steps: int = 2000  # generator updates
+    batch_size: int = 128  # feature vectors per batch
+    critic_steps: int = 5  # critic updates per generator update
+    noise_dim: int = 64  # width of the generator's noise
+    embed_dim: int = 32  # width of the class embedding
+    hidden_dim: int = 512  # width of the hidden layers of both MLPs
+    lr: float = 1e-4  # Adam learning rate of both networks
+    betas: tuple[float, float] = (0.5, 0.999)  # Adam betas (f-CLSWGAN's settings)
+    gp_weight: float = 10.0  # weight of the WGAN-GP gradient penalty
+    cls_weight: float = 0.1  # weight of the frozen classifier's cross-entropy in the generator loss
+    moment_weight: float = 0.0  # weight of the per-class mean and spread matching term (0: off)
+    moment_samples: int = 64  # generated vectors per class for that term
+    classifier_steps: int = 200  # L-BFGS iterations of the softmax classifier on the real features
+    class_balanced: bool = True  # draw real batches with every class equally often
+    seed: int = 0  # seeds the initial weights, the batches and the noise
+    device: str | None = None  # cpu or cuda (default: cuda when available)
+    log_every: int = 100  # steps between entries of the training history
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "critic_steps", "noise_dim", "embed_dim", "hidden_dim",
@@ -102,12 +86,7 @@ class FeatureGANConfig:
             check_number(name, getattr(self, name), 0.0, low_open=True)
         for name in ("cls_weight", "moment_weight"):
             check_number(name, getattr(self, name), 0.0)
-        betas = tuple(self.betas)
-        if len(betas) != 2:
-            raise ValueError(f"betas should be two numbers in [0, 1), got {self.betas!r}")
-        for beta in betas:
-            check_number("betas", beta, 0.0, 1.0, high_open=True)
-        self.betas = betas
+        self.betas = check_betas(self.betas)
         check_int("seed", self.seed)
         if not isinstance(self.class_balanced, bool):
             raise ValueError(f"class_balanced should be True or False, got {self.class_balanced!r}")

@@ -7,6 +7,7 @@ them with every checkpoint and export, and loading rebuilds the same networks fr
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import os
 from dataclasses import dataclass
 
@@ -27,23 +28,6 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class GeneratorSpec:
-    """The arguments of :class:`ganaug.nets.generator.Generator`."""
-
-    num_classes: int
-    resolution: int
-    channels: int
-    z_dim: int = 64
-    embed_dim: int = 64
-    instance_dim: int = 0
-    base_channels: int = 256
-    min_channels: int = 64
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-
-@dataclass(frozen=True)
 class BackboneSpec:
     """The frozen feature network: timm model name, feature stages, input side and where its weights came from."""
 
@@ -59,19 +43,26 @@ class BackboneSpec:
         return {**dataclasses.asdict(self), "out_indices": list(self.out_indices)}
 
 
-@dataclass(frozen=True)
-class DiscriminatorSpec:
-    """The trainable parts of :class:`ganaug.nets.discriminator.ProjectedDiscriminator`."""
+def _spec_of(network: type, name: str, skip: tuple[str, ...] = ()) -> type:
+    """A frozen dataclass whose fields are ``network``'s constructor arguments (but ``skip``), with their defaults.
 
-    num_classes: int
-    image_channels: int
-    resolution: int
-    instance_dim: int = 0
-    mixing_channels: int = 64
-    head_channels: int = 64
-    embed_dim: int = 64
-    pixel_head: bool = True
-    seed: int = 0
+    Made from the signature, so a spec cannot drift from the network it builds.
+    """
+    fields = []
+    for parameter in list(inspect.signature(network.__init__).parameters.values())[1:]:
+        if parameter.name in skip:
+            continue
+        default = {} if parameter.default is inspect.Parameter.empty else {"default": parameter.default}
+        fields.append((parameter.name, parameter.annotation, dataclasses.field(**default)))
+    spec = dataclasses.make_dataclass(name, fields, frozen=True, namespace={
+        "__doc__": f"The arguments of :class:`{network.__module__}.{network.__name__}`.",
+        "to_dict": lambda self: dataclasses.asdict(self)})
+    spec.__module__ = __name__
+    return spec
+
+
+GeneratorSpec = _spec_of(Generator, "GeneratorSpec")
+DiscriminatorSpec = _spec_of(ProjectedDiscriminator, "DiscriminatorSpec", skip=("extractor",))
 
 
 def build_generator(spec: GeneratorSpec) -> Generator:

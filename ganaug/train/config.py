@@ -1,7 +1,7 @@
 """``TrainConfig``: everything that decides a training run, and the network specs it implies.
 
-Each field's docstring is its documentation: the ``ganaug train`` command reads its options,
-defaults and help text from these fields.
+Each field's comment is its documentation: the ``ganaug train`` command reads its options, help
+text and defaults from the fields and their comments.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ganaug._util.validate import (
+    check_betas,
     check_channels,
     check_choice,
     check_int,
@@ -36,88 +37,57 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 class TrainConfig:
     """Everything that decides a training run. Saved in the run's checkpoint and in its ``config.json``."""
 
-    steps: int | None = None
-    """Stop after this many optimizer steps (in total, across resumes)."""
-    minutes: float | None = None
-    """Stop after this many minutes of training (in total, across resumes)."""
-    resolution: int | None = None
-    """Side of the generated images, one of 28, 32, 64, 128, 256 (default: the dataset's)."""
-    channels: int | None = None
-    """Image channels, 1 or 3 (default: the dataset's)."""
+    steps: int | None = None  # stop after this many optimizer steps (in total, across resumes)
+    minutes: float | None = None  # stop after this many minutes of training (in total, across resumes)
+    resolution: int | None = None  # side of the generated images, one of 28, 32, 64, 128, 256 (default: the dataset's)
+    channels: int | None = None  # image channels, 1 or 3 (default: the dataset's)
 
-    z_dim: int = 64
-    """Width of the generator's noise vector."""
+    z_dim: int = 64  # width of the generator's noise vector
+    # width of the class embedding and of the projected instance feature (generator and discriminator)
     embed_dim: int = 64
-    """Width of the class embedding and of the projected instance feature (generator and discriminator)."""
+    # width of the generator's first, lowest-resolution block; halved per block (CPU cost grows ~square)
     g_channels: int = 128
-    """Width of the generator's first, lowest-resolution block; halved per block (CPU cost grows ~square)."""
-    g_min_channels: int = 32
-    """Width of the generator's narrowest block."""
+    g_min_channels: int = 32  # width of the generator's narrowest block
+    # IC-GAN: condition on the pooled backbone features of a real image, not only on the class
     instance_conditioning: bool = True
-    """IC-GAN: condition on the pooled backbone features of a real image, not only on the class."""
+    # real images shown to D for an instance come from this many of its same-class nearest neighbours
     instance_neighbours: int = 8
-    """Real images shown to D for an instance come from this many of its same-class nearest neighbours."""
-    bank_per_class: int = 256
-    """Instance features kept per class, for class-conditional sampling."""
+    bank_per_class: int = 256  # instance features kept per class, for class-conditional sampling
 
-    backbone: str = "resnet10t"
-    """timm model whose frozen features the discriminator looks through."""
+    backbone: str = "resnet10t"  # timm model whose frozen features the discriminator looks through
+    # auto (hub/cache, else pretrain here), hub, pretrain, random, or the path of a weights file
     backbone_weights: str = "auto"
-    """auto (hub/cache, else pretrain here), hub, pretrain, random, or the path of a weights file."""
-    backbone_out_indices: tuple[int, ...] = (1, 2, 3)
-    """Feature stages of the backbone that get a discriminator head."""
-    backbone_input_size: int = 32
-    """Side of the square the backbone sees; the main CPU cost knob."""
-    pretrain_epochs: int = 1
-    """Epochs of backbone pretraining, when it is pretrained here on the training data."""
-    mixing_channels: int = 64
-    """Output channels of the fixed random 1x1 mixing of each feature scale."""
-    d_channels: int = 64
-    """Width of each discriminator head."""
+    backbone_out_indices: tuple[int, ...] = (1, 2, 3)  # feature stages of the backbone that get a discriminator head
+    backbone_input_size: int = 32  # side of the square the backbone sees; the main CPU cost knob
+    pretrain_epochs: int = 1  # epochs of backbone pretraining, when it is pretrained here on the training data
+    mixing_channels: int = 64  # output channels of the fixed random 1x1 mixing of each feature scale
+    d_channels: int = 64  # width of each discriminator head
+    # a discriminator head on the raw pixels, so that artifacts the frozen features miss are penalized
     pixel_head: bool = True
-    """A discriminator head on the raw pixels, so that artifacts the frozen features miss are penalized."""
 
-    batch_size: int = 64
-    """Global batch size; split across processes under torchrun."""
-    lr_g: float = 2e-4
-    """Adam learning rate of the generator."""
-    lr_d: float = 8e-4
-    """Adam learning rate of the discriminator (two time-scale update rule: 4x the generator's)."""
-    betas: tuple[float, float] = (0.0, 0.99)
-    """Adam betas of both networks."""
-    ema_decay: float = 0.999
-    """Decay of the generator's exponential moving average, which is what sampling uses."""
-    ema_warmup: int = 10
-    """EMA warm-up: the decay at step t is min(ema_decay, (1 + t) / (ema_warmup + t))."""
+    batch_size: int = 64  # global batch size; split across processes under torchrun
+    lr_g: float = 2e-4  # Adam learning rate of the generator
+    lr_d: float = 8e-4  # Adam learning rate of the discriminator (two time-scale update rule: 4x the generator's)
+    betas: tuple[float, float] = (0.0, 0.99)  # Adam betas of both networks
+    ema_decay: float = 0.999  # decay of the generator's exponential moving average, which is what sampling uses
+    ema_warmup: int = 10  # EMA warm-up: the decay at step t is min(ema_decay, (1 + t) / (ema_warmup + t))
+    # DiffAugment policies applied to real and fake images before D (comma-separated; empty: none)
     diffaugment: str = "color,translation,cutout"
-    """DiffAugment policies applied to real and fake images before D (comma-separated; empty: none)."""
 
-    seed: int = 0
-    """Seeds the initial weights, the batches, the noise and the augmentations."""
-    device: str | None = None
-    """cpu or cuda (default: cuda when available)."""
-    precision: str = "auto"
-    """auto (bf16 on CUDA, fp32 on CPU), fp32, bf16 or fp16."""
-    channels_last: bool = True
-    """Use the channels_last memory format on CUDA."""
-    compile: bool = False
-    """torch.compile the generator."""
-    checkpoint_every: int = 250
-    """Steps between checkpoints."""
-    sample_every: int = 500
-    """Steps between sample grids (samples/step_*.png)."""
-    samples_per_class: int = 8
-    """Images per class (one row each) in the sample grids."""
-    log_every: int = 25
-    """Steps between lines of metrics.jsonl."""
-    max_bad_steps: int = 4
-    """Non-finite steps in a row before the last checkpoint is restored."""
-    lr_decay_on_restore: float = 0.5
-    """Factor on both learning rates at each such restore."""
-    max_restores: int = 3
-    """Restores before training stops with an error instead of looping."""
+    seed: int = 0  # seeds the initial weights, the batches, the noise and the augmentations
+    device: str | None = None  # cpu or cuda (default: cuda when available)
+    precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU), fp32, bf16 or fp16
+    channels_last: bool = True  # use the channels_last memory format on CUDA
+    compile: bool = False  # torch.compile the generator
+    checkpoint_every: int = 250  # steps between checkpoints
+    sample_every: int = 500  # steps between sample grids (samples/step_*.png)
+    samples_per_class: int = 8  # images per class (one row each) in the sample grids
+    log_every: int = 25  # steps between lines of metrics.jsonl
+    max_bad_steps: int = 4  # non-finite steps in a row before the last checkpoint is restored
+    lr_decay_on_restore: float = 0.5  # factor on both learning rates at each such restore
+    max_restores: int = 3  # restores before training stops with an error instead of looping
+    # free-form notes recorded with the run (the command line records its --data here)
     extra: dict = field(default_factory=dict)
-    """Free-form notes recorded with the run (the command line records its --data here)."""
 
     def __post_init__(self) -> None:
         if self.steps is None and self.minutes is None:
@@ -141,12 +111,7 @@ class TrainConfig:
             check_number(name, getattr(self, name), 0.0, low_open=True)
         check_number("ema_decay", self.ema_decay, 0.0, 1.0, high_open=True)
         check_number("lr_decay_on_restore", self.lr_decay_on_restore, 0.0, 1.0, low_open=True)
-        betas = tuple(self.betas)
-        if len(betas) != 2:
-            raise ValueError(f"betas should be two numbers in [0, 1), got {self.betas!r}")
-        for beta in betas:
-            check_number("betas", beta, 0.0, 1.0, high_open=True)
-        self.betas = betas
+        self.betas = check_betas(self.betas)
         self.backbone_out_indices = tuple(check_int("backbone_out_indices", i, low=0)
                                           for i in self.backbone_out_indices)
         check_choice("precision", self.precision, PRECISIONS)

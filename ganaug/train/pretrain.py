@@ -37,38 +37,24 @@ EVAL_BATCH = 512  # held-out images per forward pass
 class PretrainConfig:
     """How :func:`pretrain_extractor` trains (AdamW, a linear warm-up, then a cosine schedule).
 
-    Each field's docstring is its documentation: ``ganaug pretrain-extractor`` reads its options,
-    defaults and help text from these fields.
-    """
+    ``ganaug pretrain-extractor`` reads its options, help text and defaults from these fields and
+    their comments."""
 
-    model_name: str = "resnet18"
-    """timm model to train."""
-    input_size: int = 32
-    """Side of the square the network sees; on a CPU this sets the cost."""
-    epochs: int = 5
-    """Training epochs."""
-    batch_size: int = 128
-    """Images per step."""
-    lr: float = 2e-3
-    """AdamW peak learning rate."""
+    model_name: str = "resnet18"  # timm model to train
+    input_size: int = 32  # side of the square the network sees; on a CPU this sets the cost
+    epochs: int = 5  # training epochs
+    batch_size: int = 128  # images per step
+    lr: float = 2e-3  # AdamW peak learning rate
+    # share of the steps over which the learning rate rises linearly to ``lr`` (then falls as a cosine)
     warmup_fraction: float = 0.1
-    """Share of the steps over which the learning rate rises linearly to ``lr`` (then falls as a cosine)."""
-    weight_decay: float = 0.05
-    """AdamW weight decay."""
-    label_smoothing: float = 0.1
-    """Label smoothing of the cross-entropy."""
-    val_fraction: float = 0.1
-    """Share of each class held out to measure accuracy."""
-    hflip: bool = True
-    """Random horizontal flips; turn off for data where left and right differ."""
-    max_shift: float = 0.125
-    """Random translation, as a fraction of the image side."""
-    max_minutes: float | None = None
-    """Stop after the epoch during which this much training time has passed."""
-    seed: int = 0
-    """Seeds the split, the initial weights, the order and the augmentations."""
-    device: str | None = None
-    """cpu or cuda (default: cuda when available)."""
+    weight_decay: float = 0.05  # AdamW weight decay
+    label_smoothing: float = 0.1  # label smoothing of the cross-entropy
+    val_fraction: float = 0.1  # share of each class held out to measure accuracy
+    hflip: bool = True  # random horizontal flips; turn off for data where left and right differ
+    max_shift: float = 0.125  # random translation, as a fraction of the image side
+    max_minutes: float | None = None  # stop after the epoch during which this much training time has passed
+    seed: int = 0  # seeds the split, the initial weights, the order and the augmentations
+    device: str | None = None  # cpu or cuda (default: cuda when available)
 
     def __post_init__(self) -> None:
         check_int("input_size", self.input_size, low=8)
