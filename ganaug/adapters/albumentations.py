@@ -17,7 +17,6 @@ their public names, ``ganaug.albumentations.GANAugment`` and ``ganaug.albumentat
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import os
 import warnings
@@ -146,7 +145,8 @@ class GANAugment(_ModelTransform):
         images = data.get("images")
         num = len(images) if images is not None and "image" not in data else 1
         drawn = self.core.make_params(num, self.random_generator)
-        return {"class_label": data.get("class_label"), **dataclasses.asdict(drawn)}
+        return {"class_label": data.get("class_label"), "positions": drawn.positions, "weights": drawn.weights,
+                "seed": drawn.seed}
 
     def apply(self, img: np.ndarray, class_label: Any = None, positions: list[int] | None = None,
               weights: list[float] | None = None, seed: int | None = None, **params: Any) -> np.ndarray:

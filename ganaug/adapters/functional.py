@@ -89,13 +89,15 @@ def make_params(num: int, mode: str, bank_size: int, mix_ratio: tuple[float, flo
             positions = [int(rng.integers(bank_size))] if num == 1 else rng.integers(0, bank_size, num).tolist()
         if mode == "mix":
             weights = [float(rng.uniform(low, high))] if num == 1 else rng.uniform(low, high, num).tolist()
-    else:
+    else:  # the same draws, and values, as tensors of num, made as scalars when num is 1
         if mode == "variant" or fresh:
             seed = int(torch.randint(SEED_SPACE, (1,), generator=rng))
         if mode != "variant" and not fresh:
-            positions = torch.randint(bank_size, (num,), generator=rng).tolist()
+            positions = ([int(torch.randint(bank_size, (1,), generator=rng))] if num == 1
+                         else torch.randint(bank_size, (num,), generator=rng).tolist())
         if mode == "mix":
-            weights = (torch.rand(num, generator=rng).double() * (high - low) + low).tolist()
+            weights = ([low + (high - low) * torch.rand(1, generator=rng).item()] if num == 1
+                       else (torch.rand(num, generator=rng).double() * (high - low) + low).tolist())
     return AugmentParams(positions=positions, weights=weights, seed=seed)
 
 

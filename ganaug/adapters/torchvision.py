@@ -88,6 +88,12 @@ class _SampleTransform(v2.Transform):
         sample = inputs if len(inputs) > 1 else inputs[0]
         if not _holds_batch(sample) and torch.rand(1).item() >= self.p:
             return sample  # decided before any parsing: the skipped samples cost almost nothing
+        if (self._labels_getter is find_label and isinstance(sample, tuple) and len(sample) == 2
+                and _is_single_image(sample[0]) and not _is_plain_image(sample[1])):
+            # (image, label), the common sample: what the general path below does, without flattening it
+            params = self.make_params([sample[0]])
+            params["label"] = find_label(sample)
+            return self.transform(sample[0], params), sample[1]
         flat, spec = tree_flatten(sample)
         needs_transform = self._needs_transform_list(flat)
         images = [item for item, needed in zip(flat, needs_transform, strict=True) if needed]
@@ -255,6 +261,12 @@ class GANCutoutFill(_SampleTransform):
         return (f"checkpoint={self.checkpoint!r}, p={self.p}, num_holes_range={self.num_holes_range}, "
                 f"hole_height_range={self.hole_height_range}, hole_width_range={self.hole_width_range}, "
                 f"steps={self.steps}")
+
+
+def _is_single_image(item: Any) -> bool:
+    """A PIL image, or a (C, H, W) ``tv_tensors.Image`` or plain tensor: the image of an (image, label) sample."""
+    return isinstance(item, PIL.Image.Image) or (isinstance(item, torch.Tensor) and item.ndim == 3 and (
+        isinstance(item, tv_tensors.Image) or is_pure_tensor(item)))
 
 
 def _holds_batch(sample: Any) -> bool:
