@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from ganaug._util.files import atomic_path, save_image_grid
+from ganaug._util.rng import seeded
 from ganaug.data import ImageDataset, load_fashion_mnist
 from ganaug.nets.features import FeatureExtractor
 from ganaug.train.pretrain import pretrain_extractor
@@ -58,7 +59,7 @@ def run_benchmark(config: KnnConfig, progress: bool = True, echo=print) -> dict:
     maps = extractor(test.images[:1])
     for channels, reduction, feature_map in zip(extractor.channels, extractor.reductions, maps, strict=True):
         echo(f"    stride {reduction:2d}: {channels:3d} channels, map {tuple(feature_map.shape[-2:])}")
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), seeded(config.seed):  # torch's own stream is seeded at random at start-up
         warnings.simplefilter("ignore")
         random_extractor = FeatureExtractor(config.model_name, pretrained=False, input_size=config.input_size)
 

@@ -252,3 +252,24 @@ def test_ddp_with_two_gloo_processes(extractor_file, tmp_path):
     assert "rng.0" in tensors and "rng.1" in tensors and not torch.equal(tensors["rng.0"], tensors["rng.1"])
     gan = ganaug.GANAug.from_pretrained(run)
     assert gan.info["step"] == 3
+
+
+def test_a_run_whose_checkpoint_predates_holding_its_config_still_loads_and_resumes(small_data, extractor_file,
+                                                                                     tmp_path):
+    """Runs saved before the checkpoint held the run info and the model description load from config.json."""
+    from ganaug._util.checkpoint_file import read_checkpoint, write_checkpoint
+    from ganaug._util.model_files import CHECKPOINT_FORMAT
+    from ganaug.sampling.gan import read_model_info
+
+    run = tmp_path / "run"
+    trained = ganaug.train(small_data, tiny_config(steps=2, backbone_weights=str(extractor_file)), run, progress=False)
+    expected = trained.sample(6, seed=1)
+    tensors, info = read_checkpoint(run / "checkpoint.safetensors", CHECKPOINT_FORMAT)
+    described = info.pop("model")
+    info.pop("run")
+    write_checkpoint(run / "checkpoint.safetensors", tensors, info, CHECKPOINT_FORMAT)
+    assert read_model_info(run) == described
+    assert torch.equal(ganaug.GANAug.from_pretrained(run).sample(6, seed=1), expected)
+    resumed = ganaug.train(small_data, tiny_config(steps=3, backbone_weights=str(extractor_file)), run, resume=True,
+                           progress=False)
+    assert resumed.info["step"] == 3
