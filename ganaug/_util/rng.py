@@ -8,7 +8,7 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
-__all__ = ["SEED_SPACE", "draw_seed", "random_integers", "random_uniform", "seeded", "torch_generator"]
+__all__ = ["SEED_SPACE", "random_integers", "seeded", "torch_generator"]
 
 SEED_SPACE = 2**62  # seeds drawn for sub-streams lie in [0, SEED_SPACE): positive in an int64, any platform
 
@@ -28,18 +28,6 @@ def random_integers(high: int, size: int, rng: np.random.Generator | torch.Gener
     if isinstance(rng, np.random.Generator):
         return rng.integers(0, high, size=size, dtype=np.int64)
     return torch.randint(high, (size,), generator=rng).numpy()
-
-
-def random_uniform(low: float, high: float, rng: np.random.Generator | torch.Generator | None) -> float:
-    """One float uniform in ``[low, high]`` from a numpy or torch generator (None: torch's global RNG)."""
-    if isinstance(rng, np.random.Generator):
-        return float(rng.uniform(low, high))
-    return low + (high - low) * torch.rand(1, generator=rng).item()
-
-
-def draw_seed(rng: np.random.Generator | torch.Generator | None) -> int:
-    """A seed in ``[0, SEED_SPACE)`` for a sub-stream, drawn from ``rng`` (None: torch's global RNG)."""
-    return int(random_integers(SEED_SPACE, 1, rng)[0])
 
 
 @contextmanager

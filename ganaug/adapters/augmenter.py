@@ -13,9 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ganaug._util.validate import as_labels, check_choice
+from ganaug._util.validate import as_labels
 from ganaug.adapters.functional import AugmentParams, check_mix_ratio, check_mode, fit_images, make_params, mix, replace
-from ganaug.sampling.lazy import DEVICES
 from ganaug.sampling.sample_bank import SampleBank
 
 __all__ = ["Augmenter"]
@@ -38,7 +37,6 @@ class Augmenter:
                  device: str = "auto", bank_seed: int | None = None):
         self.mode = check_mode(mode)
         self.mix_ratio = check_mix_ratio(mix_ratio)
-        check_choice("device", device, DEVICES)
         # cheap to build: the model loads, and the bank fills, on first use in the process that uses it
         self.bank = SampleBank(checkpoint, size_per_class=bank_size, refresh_every=refresh_every,
                                refresh_size=refresh_size, background=background, device=device, seed=bank_seed)

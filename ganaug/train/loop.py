@@ -21,6 +21,7 @@ from torch import nn
 from ganaug._util.model_files import RUN_CHECKPOINT_FILE
 from ganaug.data.dataset import ImageDataset
 from ganaug.nets.build import build_discriminator, build_generator
+from ganaug.nets.generator import to_uint8
 from ganaug.nets.instances import draw_instance_features
 from ganaug.sampling.gan import GANAug, model_info
 from ganaug.train.backbone import backbone_extractor, choose_backbone
@@ -274,8 +275,6 @@ def _sample_grid_inputs(config: TrainConfig, num_classes: int, instances: Instan
 
 @torch.no_grad()
 def _samples(generator_ema: nn.Module, grid: tuple, device: torch.device) -> torch.Tensor:
-    from ganaug.nets.generator import to_uint8
-
     z, grid_labels, instance = grid
     return to_uint8(generator_ema(z.to(device), grid_labels.to(device),
                                   None if instance is None else instance.to(device)))
