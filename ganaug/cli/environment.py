@@ -6,13 +6,14 @@ import torch
 
 from ganaug._util.versions import package_versions
 from ganaug.data import find_fashion_mnist_sources
+from ganaug.nets.weight_packages import installed_weight_packages
 from ganaug.nets.weights import cached_weights
 
 __all__ = ["environment_report"]
 
 
 def environment_report() -> dict:
-    """Versions, device, Fashion-MNIST sources and cached weights, as plain data (JSON-serializable)."""
+    """Versions, device, Fashion-MNIST sources, cached weights and installed weight packages, as plain data."""
     versions = package_versions()
     if torch.cuda.is_available():
         device = {"type": "cuda", "count": torch.cuda.device_count(),
@@ -24,4 +25,5 @@ def environment_report() -> dict:
         "device": device,
         "fashion_mnist_sources": find_fashion_mnist_sources(),
         "cached_weights": cached_weights(),
+        "weight_packages": installed_weight_packages(),
     }

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ganaug._util.files import cache_root
 from ganaug._util.network import host_reachable
 from ganaug.data.dataset import DataSource, ImageDataset, convert_images
 
@@ -128,8 +129,7 @@ def load_fashion_mnist(
 
 def default_cache_dir() -> Path:
     """``$GANAUG_CACHE/fashion-mnist``, by default ``~/.cache/ganaug/fashion-mnist``."""
-    base = os.environ.get("GANAUG_CACHE") or Path.home() / ".cache" / "ganaug"
-    return Path(base) / "fashion-mnist"
+    return cache_root() / "fashion-mnist"
 
 
 def _find_fashion_mnist(split: str, root: str | os.PathLike | None, source: str, cache: Path,

