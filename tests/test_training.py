@@ -273,3 +273,40 @@ def test_a_run_whose_checkpoint_predates_holding_its_config_still_loads_and_resu
     resumed = ganaug.train(small_data, tiny_config(steps=3, backbone_weights=str(extractor_file)), run, resume=True,
                            progress=False)
     assert resumed.info["step"] == 3
+
+
+def test_mode_seeking_loss_punishes_a_generator_that_ignores_its_noise():
+    from ganaug.train.steps import mode_seeking_loss
+
+    z = torch.randn(8, 16, generator=torch.Generator().manual_seed(0))
+    same = torch.zeros(8, 1, 4, 4)  # every pair identical: the noise is ignored
+    varied = torch.randn(8, 1, 4, 4, generator=torch.Generator().manual_seed(1))
+    assert mode_seeking_loss(same, z) > 1e4 and mode_seeking_loss(varied, z) < 2
+    varied.requires_grad_(True)
+    mode_seeking_loss(varied, z).backward()
+    assert varied.grad.abs().sum() > 0
+
+
+def test_mode_seeking_training_runs_and_pairs_share_conditions(small_data, extractor_file, tmp_path, monkeypatch):
+    import importlib
+
+    from ganaug.train import steps
+
+    loop = importlib.import_module("ganaug.train.loop")  # ganaug.train the attribute is the function
+    seen = []
+    real_g_step = steps.g_step
+
+    def recording_g_step(d_module, fake, labels, instance, *args, **kwargs):
+        seen.append((labels.clone(), None if instance is None else instance.clone(), kwargs["z"].clone()))
+        return real_g_step(d_module, fake, labels, instance, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "g_step", recording_g_step)
+    gan = ganaug.train(small_data, tiny_config(mode_seeking=1.0, backbone_weights=str(extractor_file)),
+                       tmp_path / "run", progress=False)
+    assert gan.info["step"] == 4 and len(seen) == 4
+    for labels, instance, z in seen:
+        half = len(labels) // 2
+        assert torch.equal(labels[:half], labels[half:]) and torch.equal(instance[:half], instance[half:])
+        assert not torch.equal(z[:half], z[half:])
+    with pytest.raises(ValueError, match="mode_seeking should be a number >= 0"):
+        tiny_config(mode_seeking=-1.0)

@@ -69,6 +69,8 @@ class TrainConfig:
     lr_g: float = 2e-4  # Adam learning rate of the generator
     lr_d: float = 8e-4  # Adam learning rate of the discriminator (two time-scale update rule: 4x the generator's)
     betas: tuple[float, float] = (0.0, 0.99)  # Adam betas of both networks
+    # weight of MSGAN's mode-seeking term, which makes G use its noise (pairs in each batch share a condition; 0: off)
+    mode_seeking: float = 0.0
     ema_decay: float = 0.999  # decay of the generator's exponential moving average, which is what sampling uses
     ema_warmup: int = 10  # EMA warm-up: the decay at step t is min(ema_decay, (1 + t) / (ema_warmup + t))
     # DiffAugment policies applied to real and fake images before D (comma-separated; empty: none)
@@ -110,6 +112,7 @@ class TrainConfig:
         for name in ("lr_g", "lr_d"):
             check_number(name, getattr(self, name), 0.0, low_open=True)
         check_number("ema_decay", self.ema_decay, 0.0, 1.0, high_open=True)
+        check_number("mode_seeking", self.mode_seeking, 0.0)
         check_number("lr_decay_on_restore", self.lr_decay_on_restore, 0.0, 1.0, low_open=True)
         self.betas = check_betas(self.betas)
         self.backbone_out_indices = tuple(check_int("backbone_out_indices", i, low=0)

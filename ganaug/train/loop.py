@@ -196,11 +196,14 @@ def _train_step(index: torch.Tensor, images: torch.Tensor, labels: torch.Tensor,
                 channels_last: bool) -> dict[str, float] | None:
     """One D step and one G step on the batch ``index``; None if a non-finite value (in any process) spoiled it."""
     device = context.device
-    batch_labels = labels[index].to(device)
+    conditions = index
+    if config.mode_seeking > 0:  # the second half repeats the first half's conditions, with other noise
+        conditions = torch.cat([index[:len(index) // 2], index[:len(index) - len(index) // 2]])
+    batch_labels = labels[conditions].to(device)
     if instances is not None:  # IC-GAN: the real image shown to D is a same-class neighbour of the instance
         choice = torch.randint(0, instances.neighbours.shape[1], (len(index),))
-        real_index = instances.neighbours[index, choice]
-        instance = instances.features[index.to(instances.features.device)].to(device)
+        real_index = instances.neighbours[conditions, choice]
+        instance = instances.features[conditions.to(instances.features.device)].to(device)
     else:
         real_index, instance = index, None
     real = images[real_index].to(device, non_blocking=True).float() / 127.5 - 1
@@ -213,7 +216,7 @@ def _train_step(index: torch.Tensor, images: torch.Tensor, labels: torch.Tensor,
     loss_d, ok_d = d_step(d_train, d_module, real, fake, batch_labels, instance, config.diffaugment, state.opt_d,
                           state.scaler, autocast)
     loss_g, ok_g = g_step(d_module, fake, batch_labels, instance, config.diffaugment, state.opt_g, state.scaler,
-                          autocast)
+                          autocast, z=z, mode_seeking=config.mode_seeking)
     state.opt_d.zero_grad(set_to_none=True)  # the G step's gradients for D's weights
     if context.all_reduce_max(torch.tensor(float(not (ok_d and ok_g)))) != 0:
         return None

@@ -15,7 +15,7 @@ from torch import nn
 
 from ganaug.nets.diffaugment import diff_augment
 
-__all__ = ["backward_and_step", "d_loss", "d_step", "g_loss", "g_step", "update_ema"]
+__all__ = ["backward_and_step", "d_loss", "d_step", "g_loss", "g_step", "mode_seeking_loss", "update_ema"]
 
 
 def d_loss(logits_real: list[torch.Tensor], logits_fake: list[torch.Tensor]) -> torch.Tensor:
@@ -83,18 +83,34 @@ def d_step(discriminator: nn.Module, d_module: nn.Module, real: torch.Tensor, fa
 
 def g_step(d_module: nn.Module, fake: torch.Tensor, labels: torch.Tensor, instance: torch.Tensor | None,
            policy: str, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
-           autocast: AbstractContextManager) -> tuple[torch.Tensor, bool]:
+           autocast: AbstractContextManager, z: torch.Tensor | None = None,
+           mode_seeking: float = 0.0) -> tuple[torch.Tensor, bool]:
     """One generator update through the plain D module.
 
     D's weights get no update here, so under DDP no reduction is needed for them; the gradients
-    they receive are dropped by the caller.
+    they receive are dropped by the caller. With ``mode_seeking`` > 0 the two halves of the batch
+    share their conditions, and the loss adds ``mode_seeking`` times :func:`mode_seeking_loss`.
 
     Returns:
         The loss and whether the step was taken.
     """
     with autocast:
         loss = g_loss(d_module(diff_augment(fake, policy), labels, instance))
+        if mode_seeking > 0:
+            loss = loss + mode_seeking * mode_seeking_loss(fake, z)
     return loss, backward_and_step(loss, optimizer, scaler)
+
+
+def mode_seeking_loss(fake: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """MSGAN's term (Mao et al., 2019): small when images made from one condition differ as much as their noise.
+
+    ``1 / (mean |G(c, z1) - G(c, z2)| / mean |z1 - z2| + eps)`` over the pairs (first half, second
+    half) of the batch, which share their conditions: a generator that ignores z pays for it.
+    """
+    half = len(fake) // 2
+    image_gap = (fake[:half].float() - fake[half:2 * half].float()).abs().mean()
+    noise_gap = (z[:half] - z[half:2 * half]).abs().mean()
+    return 1 / (image_gap / noise_gap + 1e-5)
 
 
 @torch.no_grad()
