@@ -3,8 +3,10 @@
 For each k in --ks, k labelled Fashion-MNIST training images per class are drawn (seed 0) and
 are all the data of that setting:
 
-1. Feature network: timm ``resnet10t`` pretrained by ganaug's offline path on those k x 10
-   images only (no ImageNet weights, no other Fashion-MNIST images; see docs/benchmarks.md).
+1. Feature network: by default timm ``resnet10t`` pretrained by ganaug's offline path on those
+   k x 10 images only (no ImageNet weights, no other Fashion-MNIST images; see
+   docs/benchmarks.md); ``--backbone tf_efficientnet_lite0 --backbone-weights auto --input-size 48``
+   gives the GAN ImageNet features instead (from the installed weight package).
 2. GAN: ``ganaug.train`` on the same images for --gan-minutes of CPU time.
 3. Classifier recipe, fixed for every arm: timm ``resnet10t`` (1 input channel, 28 px), AdamW
    lr 2e-3, weight decay 5e-4, one-cycle schedule, batch 64, --steps optimizer steps (the same in
@@ -20,7 +22,8 @@ are all the data of that setting:
    Each arm runs with --seeds seeds; the GAN and the data subset stay fixed.
 4. Sample quality of each GAN in the independent evaluation CNN's feature space
    (benchmarks/eval_classifier.py; trained on all 60k, used only to score): FD, KID,
-   precision/recall/density/coverage against the test set, and that CNN's label accuracy.
+   precision/recall/density/coverage against the test set, and that CNN's label accuracy; the
+   same for the k x 10 real images, the ceiling.
 
     python benchmarks/usefulness.py                         # k = 50, 100, 500; about 70 CPU minutes
     python benchmarks/usefulness.py --ks 100 --seeds 1 --steps 100 --gan-minutes 1   # quick look
@@ -149,12 +152,14 @@ def test_accuracy(model: torch.nn.Module, test: ganaug.ImageDataset) -> float:
     return correct / len(test)
 
 
-def train_gan(data: ganaug.ImageDataset, k: int, minutes: float, cache: Path) -> tuple[Path, dict]:
+def train_gan(data: ganaug.ImageDataset, k: int, minutes: float, cache: Path, backbone: str, backbone_weights: str,
+              input_size: int) -> tuple[Path, dict]:
     run = cache / f"k{k}" / "gan"
     if not (run / "checkpoint.safetensors").is_file():
         # Enough pretraining epochs that the feature network sees about 30k images, whatever k.
         epochs = max(1, math.ceil(30_000 / len(data)))
-        config = ganaug.TrainConfig(minutes=minutes, backbone_weights="pretrain", pretrain_epochs=epochs, seed=0,
+        config = ganaug.TrainConfig(minutes=minutes, backbone=backbone, backbone_weights=backbone_weights,
+                                    backbone_input_size=input_size, pretrain_epochs=epochs, seed=0,
                                     checkpoint_every=250, sample_every=10**9, log_every=50)
         start = time.monotonic()
         ganaug.train(data, config, run, progress=False)
@@ -162,6 +167,14 @@ def train_gan(data: ganaug.ImageDataset, k: int, minutes: float, cache: Path) ->
     info = json.loads((run / "config.json").read_text())
     name = str(run.relative_to(ROOT)) if run.is_relative_to(ROOT) else str(run)
     return run, {"run": name, "backbone": info.get("backbone"), "minutes": info["config"]["minutes"]}
+
+
+def real_quality(data: ganaug.ImageDataset, evaluator, test_features: torch.Tensor) -> dict:
+    """The k x 10 real training images scored like a GAN's samples: the ceiling for recall and coverage."""
+    real = features(evaluator, data.images)
+    return {"fd": frechet_distance(real, test_features),
+            **precision_recall_density_coverage(test_features[:5000], real, k=5).to_dict(),
+            "label_accuracy": float((predict(evaluator, data.images) == data.labels).float().mean())}
 
 
 def gan_quality(run: Path, evaluator, test: ganaug.ImageDataset, test_features: torch.Tensor) -> dict:
@@ -248,6 +261,11 @@ def main() -> None:
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS + EXTRA_ARMS)
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--cache", type=Path, default=CACHE, help="where trained GANs are kept")
+    parser.add_argument("--backbone", default="resnet10t", help="the discriminator's backbone")
+    parser.add_argument("--backbone-weights", default="pretrain",
+                        help="'pretrain' (on the k x 10 images only), or 'auto'/'hub' (e.g. ImageNet weights from an "
+                             "installed package)")
+    parser.add_argument("--input-size", type=int, default=32, help="the backbone's input size")
     args = parser.parse_args()
 
     train, test = ganaug.load_fashion_mnist("train"), ganaug.load_fashion_mnist("test")
@@ -259,18 +277,21 @@ def main() -> None:
                      "replace_p": args.replace_p, "variant_p": args.variant_p, "mix_p": args.mix_p,
                      "expand_ratio": args.expand_ratio, "cas_ratio": args.cas_ratio, "evaluator": evaluator_info,
                      "torch_threads": torch.get_num_threads(), "settings": {}}
+    suffix = "" if (args.backbone, args.backbone_weights) == ("resnet10t", "pretrain") else f"_{args.backbone}"
     for k in args.ks:
         data = subset_per_class(train, k)
-        run, gan_info = train_gan(data, k, args.gan_minutes, args.cache)
+        run, gan_info = train_gan(data, k, args.gan_minutes, args.cache, args.backbone, args.backbone_weights,
+                                  args.input_size)
         quality = gan_quality(run, evaluator, test, test_features)
+        ceiling = real_quality(data, evaluator, test_features)
         print(f"k={k}: GAN step {quality['step']}, FD {quality['fd']:.2f}, label acc {quality['label_accuracy']:.3f}",
               flush=True)
         gan = ganaug.GANAug.from_pretrained(run, device="cpu")
         save_image_grid(torch.cat([data.images[data.labels == c][:5] for c in range(10)]
                                   + [gan.sample(50, labels=torch.arange(10).repeat_interleave(5), seed=2)]),
-                        IMAGES / f"usefulness_k{k}_samples.png", nrow=10, scale=2)
+                        IMAGES / f"usefulness_k{k}_samples{suffix}.png", nrow=10, scale=2)
         real = RealImages(data)
-        setting = {"gan": {**gan_info, **quality}, "arms": {}}
+        setting = {"gan": {**gan_info, **quality}, "real_images": ceiling, "arms": {}}
         for arm in args.arms:
             accuracies, seconds = [], []
             for seed in range(args.seeds):
@@ -291,7 +312,8 @@ def main() -> None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=2))
 
-    print(f"\nusefulness: resnet10t, {args.steps} steps x {BATCH}, mean ± std test accuracy over {args.seeds} seeds "
+    print(f"\nusefulness: resnet10t classifier, GAN backbone {args.backbone} ({args.backbone_weights}), "
+          f"{args.steps} steps x {BATCH}, mean ± std test accuracy over {args.seeds} seeds "
           "(10k test images); gain vs standard augmentation in points")
     print("| k | arm | accuracy (%) | gain (points) |\n|---|---|---|---|")
     for k, setting in results["settings"].items():
@@ -302,9 +324,11 @@ def main() -> None:
     print("\n| k | GAN steps | FD | KID x 10^3 | precision | recall | density | coverage | label acc |")
     print("|---|---|---|---|---|---|---|---|---|")
     for k, setting in results["settings"].items():
-        q = setting["gan"]
+        q, r = setting["gan"], setting["real_images"]
         print(f"| {k} | {q['step']} | {q['fd']:.2f} | {q['kid'] * 1000:.2f} | {q['precision']:.3f} | "
               f"{q['recall']:.3f} | {q['density']:.3f} | {q['coverage']:.3f} | {q['label_accuracy']:.3f} |")
+        print(f"| {k}, the k x 10 real images (ceiling) | | {r['fd']:.2f} | | {r['precision']:.3f} | "
+              f"{r['recall']:.3f} | {r['density']:.3f} | {r['coverage']:.3f} | {r['label_accuracy']:.3f} |")
     if all(arm in setting["arms"] for setting in results["settings"].values() for arm in ARMS):
         plot(results, IMAGES / "usefulness_accuracy.png")
     print(f"wrote {args.out}")
