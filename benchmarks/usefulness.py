@@ -169,23 +169,22 @@ def train_gan(data: ganaug.ImageDataset, k: int, minutes: float, cache: Path, ba
     return run, {"run": name, "backbone": info.get("backbone"), "minutes": info["config"]["minutes"]}
 
 
-def real_quality(data: ganaug.ImageDataset, evaluator, test_features: torch.Tensor) -> dict:
-    """The k x 10 real training images scored like a GAN's samples: the ceiling for recall and coverage."""
-    real = features(evaluator, data.images)
-    return {"fd": frechet_distance(real, test_features),
-            **precision_recall_density_coverage(test_features[:5000], real, k=5).to_dict(),
-            "label_accuracy": float((predict(evaluator, data.images) == data.labels).float().mean())}
+def image_quality(images: torch.Tensor, labels: torch.Tensor, evaluator, test_features: torch.Tensor) -> dict:
+    """FD, precision/recall/density/coverage against the test set, and label accuracy, in the evaluator's space."""
+    found = features(evaluator, images)
+    return {"fd": frechet_distance(found, test_features),
+            **precision_recall_density_coverage(test_features[:5000], found, k=5).to_dict(),
+            "label_accuracy": float((predict(evaluator, images) == labels).float().mean())}
 
 
 def gan_quality(run: Path, evaluator, test: ganaug.ImageDataset, test_features: torch.Tensor) -> dict:
     gan = ganaug.GANAug.from_pretrained(run, device="cpu")
     labels = torch.arange(10).repeat_interleave(500)
     samples = gan.sample(len(labels), labels=labels, seed=1)
-    fake = features(evaluator, samples)
-    kid, kid_std = kernel_inception_distance(test_features, fake, subsets=50, subset_size=1000)
-    return {"fd": frechet_distance(fake, test_features), "kid": kid, "kid_std": kid_std,
-            **precision_recall_density_coverage(test_features[:5000], fake, k=5).to_dict(),
-            "label_accuracy": float((predict(evaluator, samples) == labels).float().mean()), "step": gan.info["step"]}
+    kid, kid_std = kernel_inception_distance(test_features, features(evaluator, samples), subsets=50,
+                                             subset_size=1000)
+    return {**image_quality(samples, labels, evaluator, test_features), "kid": kid, "kid_std": kid_std,
+            "step": gan.info["step"]}
 
 
 def arm_dataset(arm: str, real: RealImages, run: Path, args: argparse.Namespace, seed: int) -> Dataset:
@@ -283,7 +282,7 @@ def main() -> None:
         run, gan_info = train_gan(data, k, args.gan_minutes, args.cache, args.backbone, args.backbone_weights,
                                   args.input_size)
         quality = gan_quality(run, evaluator, test, test_features)
-        ceiling = real_quality(data, evaluator, test_features)
+        ceiling = image_quality(data.images, data.labels, evaluator, test_features)  # the real k x 10: the ceiling
         print(f"k={k}: GAN step {quality['step']}, FD {quality['fd']:.2f}, label acc {quality['label_accuracy']:.3f}",
               flush=True)
         gan = ganaug.GANAug.from_pretrained(run, device="cpu")

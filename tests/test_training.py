@@ -336,3 +336,25 @@ def test_mode_seeking_training_runs_and_pairs_share_conditions(small_data, extra
         assert not torch.equal(z[:half], z[half:])
     with pytest.raises(ValueError, match="mode_seeking should be a number >= 0"):
         tiny_config(mode_seeking=-1.0)
+
+
+def test_mode_seeking_class_only_shows_d_the_real_images_of_the_conditions(small_data, extractor_file, tmp_path,
+                                                                          monkeypatch):
+    import importlib
+
+    from ganaug.train import steps
+
+    loop = importlib.import_module("ganaug.train.loop")
+    seen = []
+    real_d_step = steps.d_step
+
+    def recording_d_step(discriminator, d_module, real, fake, labels, *args, **kwargs):
+        seen.append((real.clone(), labels.clone()))
+        return real_d_step(discriminator, d_module, real, fake, labels, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "d_step", recording_d_step)
+    config = tiny_config(steps=2, mode_seeking=1.0, instance_conditioning=False, backbone_weights=str(extractor_file))
+    ganaug.train(small_data, config, tmp_path / "run", progress=False)
+    for real, labels in seen:  # the second half repeats the first half's conditions, real images included
+        half = len(labels) // 2
+        assert torch.equal(labels[:half], labels[half:]) and torch.equal(real[:half], real[half:])

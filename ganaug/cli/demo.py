@@ -18,7 +18,6 @@ import torch
 from ganaug._util.files import save_image_grid
 from ganaug._util.model_files import RUN_CHECKPOINT_FILE
 from ganaug.data import load_fashion_mnist
-from ganaug.nets.weights import WeightsUnavailableError, resolve_weights
 from ganaug.train import TrainConfig, train
 from ganaug.train.run_dir import read_run_info
 
@@ -46,14 +45,8 @@ def run_demo(config: DemoConfig, progress: bool = True, echo=print) -> Path:
     full = train_set.source.kind != "embedded"
     echo(f"data: {len(train_set)} Fashion-MNIST training images from {train_set.source}")
 
-    backbone = TrainConfig.backbone
-    try:
-        origin = resolve_weights(backbone, True).origin
-        echo(f"the discriminator looks through {backbone} with pretrained weights ({origin})")
-    except WeightsUnavailableError:
-        echo(f"no pretrained {backbone} weights here: it is pretrained on the training images first")
-
-    echo(f"training the conditional GAN for {config.gan_minutes:g} minutes ...")
+    echo(f"training the conditional GAN for {config.gan_minutes:g} minutes (where no pretrained weights for its "
+         "backbone are found, the backbone is first pretrained on these images) ...")
     run_dir = out_dir / "run"
     if (run_dir / RUN_CHECKPOINT_FILE).is_file():
         raise FileExistsError(f"{str(run_dir)!r} already holds a run; remove {str(out_dir)!r} to run the demo again")
@@ -61,10 +54,11 @@ def run_demo(config: DemoConfig, progress: bool = True, echo=print) -> Path:
     gan_config = TrainConfig(minutes=config.gan_minutes, backbone_weights="auto", pretrain_epochs=epochs,
                              seed=config.seed)
     gan = train(train_set, gan_config, run_dir, progress=progress)
-    pretrained_here = read_run_info(run_dir)["backbone"].get("pretrain")
-    if pretrained_here:
-        echo(f"    backbone pretrained here: held-out accuracy {pretrained_here['val_accuracy']:.3f} "
-             f"({pretrained_here['seconds']:.0f} s)")
+    backbone = read_run_info(run_dir)["backbone"]  # where auto found the backbone's weights
+    echo(f"the discriminator looked through {backbone['name']} ({backbone['origin']})")
+    if backbone.get("pretrain"):
+        echo(f"    pretrained here: held-out accuracy {backbone['pretrain']['val_accuracy']:.3f} "
+             f"({backbone['pretrain']['seconds']:.0f} s)")
 
     labels = torch.arange(gan.num_classes).repeat_interleave(10)
     grid = save_image_grid(gan.sample(len(labels), labels=labels, seed=config.seed), out_dir / "samples.png",

@@ -206,8 +206,8 @@ def _train_step(index: torch.Tensor, images: torch.Tensor, labels: torch.Tensor,
         choice = torch.randint(0, instances.neighbours.shape[1], (len(index),))
         real_index = instances.neighbours[conditions, choice]
         instance = instances.features[conditions.to(instances.features.device)].to(device)
-    else:
-        real_index, instance = index, None
+    else:  # class-only: the real images are those of the conditions, so their labels are batch_labels
+        real_index, instance = conditions, None
     real = images[real_index].to(device, non_blocking=True).float() / 127.5 - 1
     if channels_last:
         real = real.contiguous(memory_format=torch.channels_last)
