@@ -45,3 +45,59 @@ def test_save_image_grid(tmp_path):
         assert grid.size == (3 * (14 + 1) + 1, 2 * (10 + 1) + 1)
     with pytest.raises(ValueError, match="uint8"):
         save_image_grid(images.float(), tmp_path / "bad.png")
+
+
+def test_atomic_path_never_touches_the_process_umask(tmp_path, monkeypatch):
+    """Changing the umask, even briefly, races with every other thread that creates files."""
+    import os
+
+    def forbidden(mask):
+        raise AssertionError("atomic_path changed the process umask")
+
+    monkeypatch.setattr(os, "umask", forbidden)
+    with atomic_path(tmp_path / "a.txt") as tmp:
+        tmp.write_text("x")
+    assert (tmp_path / "a.txt").read_text() == "x"
+
+
+def test_stale_temporaries_of_dead_processes_are_removed_and_live_ones_kept(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from ganaug._util.files import remove_stale_temporaries
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
+    dead_pid = int(dead.stdout)
+    (tmp_path / "sub").mkdir()
+    stale = [tmp_path / f".checkpoint.safetensors.{dead_pid}.0a1b2c3d.tmp",
+             tmp_path / "sub" / f".step_0000002.png.{dead_pid}.ffee0011.tmp"]
+    live = tmp_path / f".config.json.{os.getpid()}.12345678.tmp"
+    others = [tmp_path / "notes.tmp", tmp_path / ".hidden.tmp", tmp_path / "checkpoint.safetensors"]
+    for path in [*stale, live, *others]:
+        path.write_text("x")
+    assert sorted(remove_stale_temporaries(tmp_path)) == [stale[0]]  # not recursive: the folder only
+    assert sorted(remove_stale_temporaries(tmp_path, recursive=True)) == [stale[1]]
+    assert all(p.exists() for p in [live, *others])
+    assert remove_stale_temporaries(tmp_path / "missing") == []
+
+
+def test_a_killed_writer_leaves_a_temporary_that_names_its_process(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from ganaug._util.files import remove_stale_temporaries
+
+    script = ("import sys, time; from ganaug._util.files import atomic_path\n"
+              f"with atomic_path({str(tmp_path / 'out.bin')!r}) as tmp:\n"
+              "    tmp.write_bytes(b'half'); print('writing', flush=True); time.sleep(60)\n")
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "writing"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    (left,) = tmp_path.iterdir()
+    assert f".{process.pid}." in left.name and not (tmp_path / "out.bin").exists()
+    assert remove_stale_temporaries(tmp_path) == [left]

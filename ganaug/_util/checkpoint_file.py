@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from ganaug._util.files import atomic_path
 __all__ = [
     "CONFIG_FILE",
     "CheckpointError",
+    "previous_path",
     "read_checkpoint",
     "read_checkpoint_info",
     "strip_prefix",
@@ -37,14 +40,36 @@ class CheckpointError(ValueError):
 
 
 def write_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], info: dict[str, Any],
-                     file_format: str) -> Path:
-    """Atomically write ``tensors`` and the JSON-serializable ``info`` to ``path``, tagged ``file_format``."""
+                     file_format: str, keep_previous: bool = False) -> Path:
+    """Atomically write ``tensors`` and the JSON-serializable ``info`` to ``path``, tagged ``file_format``.
+
+    ``keep_previous``: the file being replaced stays readable as :func:`previous_path` (a hard
+    link where the file system allows it, else a copy), so that a checkpoint damaged on disk later
+    has a way back. ``path`` itself is never missing while this runs.
+    """
     path = Path(path)
     contiguous = {name: t.detach().cpu().contiguous() for name, t in tensors.items()}
     metadata = {"format": file_format, "info": json.dumps(info)}
     with atomic_path(path) as tmp:
         save_file(contiguous, str(tmp), metadata=metadata)
+        if keep_previous and path.is_file():
+            _keep_copy(path, previous_path(path))
     return path
+
+
+def previous_path(path: str | os.PathLike) -> Path:
+    """Where :func:`write_checkpoint` keeps the file it replaced: ``name.safetensors`` -> ``name.prev.safetensors``."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.prev{path.suffix}")
+
+
+def _keep_copy(source: Path, target: Path) -> None:
+    with atomic_path(target, fsync=False) as tmp:
+        tmp.unlink()
+        try:
+            os.link(source, tmp)
+        except OSError:  # no hard links here (some network and FAT file systems)
+            shutil.copy2(source, tmp)
 
 
 def write_model_folder(folder: str | os.PathLike, weights_name: str, tensors: dict[str, torch.Tensor],
@@ -82,12 +107,22 @@ def _read(path: str | os.PathLike, file_format: str, with_tensors: bool,
     except CheckpointError:
         raise
     except Exception as error:  # safetensors raises its own types for damaged files
-        raise CheckpointError(f"checkpoint {str(path)!r} is truncated or damaged: {error}") from error
+        raise CheckpointError(f"checkpoint {str(path)!r} is truncated or damaged: {error}.{_way_back(path)}",
+                              ) from error
     try:
         info = json.loads(metadata["info"])
     except (KeyError, json.JSONDecodeError) as error:
-        raise CheckpointError(f"checkpoint {str(path)!r} has no readable info block") from error
+        raise CheckpointError(f"checkpoint {str(path)!r} has no readable info block.{_way_back(path)}") from error
     return tensors, info
+
+
+def _way_back(path: Path) -> str:
+    """The hint in a damaged checkpoint's error: the previous checkpoint, when one is kept."""
+    previous = previous_path(path)
+    if not previous.is_file():
+        return ""
+    return (f" The previous checkpoint is kept as {str(previous)!r}: to go back to it, replace the damaged file "
+            f"with it (mv {shlex.quote(str(previous))} {shlex.quote(str(path))}).")
 
 
 def strip_prefix(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

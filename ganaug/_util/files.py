@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
-__all__ = ["atomic_path", "cache_root", "save_image_grid", "sha256_of"]
+__all__ = ["TEMP_SUFFIX", "atomic_path", "cache_root", "remove_stale_temporaries", "save_image_grid", "sha256_of"]
 
 
 def cache_root() -> Path:
@@ -29,6 +30,9 @@ def sha256_of(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+TEMP_SUFFIX = ".tmp"  # atomic_path's temporaries: ".<name>.<pid>.<random>.tmp" beside their target
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, fsync: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is renamed onto ``path``.
@@ -37,26 +41,72 @@ def atomic_path(path: str | os.PathLike, fsync: bool = True) -> Iterator[Path]:
     and after a killed process, but not after a power loss (cheaper for many small files).
 
     The temporary file lives in the same directory, so the final ``os.replace`` is atomic. On any
-    error the temporary file is removed and ``path`` is left as it was.
+    error the temporary file is removed and ``path`` is left as it was. A process killed with
+    SIGKILL cannot remove its temporary: its name holds the process id, so that
+    :func:`remove_stale_temporaries` can tell it from a live writer's later.
+
+    The result has the permissions a plain ``open()`` would give it (0666 less the umask). The
+    temporary is created with exactly that mode by the kernel, and restored if a writer replaced
+    the file with its own (safetensors' ``save_file`` makes 0600): the process umask is never
+    changed, so this is safe in threads.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    umask = os.umask(0)
-    os.umask(umask)
+    tmp = _create_temporary(path)
+    mode = stat.S_IMODE(tmp.stat().st_mode)
     try:
         yield tmp
-        # mkstemp makes 0600, and so do some writers that replace the file (safetensors' save_file):
-        # give the result the permissions a plain open() would.
-        tmp.chmod(0o666 & ~umask)
+        if stat.S_IMODE(tmp.stat().st_mode) != mode:
+            tmp.chmod(mode)
         if fsync:
             with open(tmp, "rb+") as handle:
                 os.fsync(handle.fileno())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _create_temporary(path: Path) -> Path:
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}{TEMP_SUFFIX}"
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return tmp
+    raise FileExistsError(f"could not create a temporary file beside {str(path)!r}")
+
+
+def remove_stale_temporaries(folder: str | os.PathLike, recursive: bool = False) -> list[Path]:
+    """Remove the temporaries that :func:`atomic_path` left in ``folder`` when its process was killed.
+
+    A temporary is stale when the process named in it no longer runs on this machine. Those of
+    live processes (another writer at work) are left alone, as is every other file. Returns the
+    files removed.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for tmp in (folder.rglob if recursive else folder.glob)(f".*{TEMP_SUFFIX}"):
+        parts = tmp.name[: -len(TEMP_SUFFIX)].rsplit(".", 2)
+        if len(parts) != 3 or not parts[1].isdigit() or _process_alive(int(parts[1])):
+            continue
+        tmp.unlink(missing_ok=True)
+        removed.append(tmp)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
 
 
 def save_image_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int = 8, padding: int = 2, scale: int = 1,

@@ -3,10 +3,15 @@
 Accepted: torch tensors ``(C, H, W)`` or ``(N, C, H, W)``, uint8 in [0, 255] or float in [0, 1];
 numpy arrays ``(H, W)``, ``(H, W, C)`` or ``(N, H, W, C)``, uint8 or float32 in [0, 1] (the
 albumentations convention); PIL images in mode L or RGB. C is 1 or 3.
+
+Float values are checked where images come in from users (:func:`check_float_values`): NaN,
+infinities and values outside [0, 1] are refused, not blended. A normalized image (after
+``Normalize``) is refused for that reason: ganaug's transforms go before ``Normalize``.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +24,7 @@ __all__ = [
     "MIN_IMAGE_SIZE",
     "ImageBatch",
     "as_image_batch",
+    "check_float_values",
     "check_image_tensor",
     "check_min_size",
     "from_float",
@@ -32,6 +38,33 @@ __all__ = [
 IMAGE_CHANNELS = (1, 3)
 MIN_IMAGE_SIZE = 8  # the transforms' smallest side: below it a generated image has nothing to say
 PIL_MODES = ("L", "RGB")
+FLOAT_TOLERANCE = 1e-3  # float images may stray this far outside [0, 1] (rounding in earlier transforms)
+
+
+def check_float_values(name: str, images: Any) -> Any:
+    """Refuse a float image (numpy or torch, any shape) with NaN, infinite or out-of-[0, 1] values.
+
+    uint8 images and empty arrays pass unchecked. Returns ``images``.
+    """
+    if isinstance(images, np.ndarray):
+        if images.dtype == np.uint8 or images.size == 0 or images.dtype.kind != "f":
+            return images
+        low, high = float(images.min()), float(images.max())
+    elif isinstance(images, torch.Tensor):
+        if not images.is_floating_point() or images.numel() == 0:
+            return images
+        low, high = (float(v) for v in torch.aminmax(images.detach()))
+    else:
+        return images
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise ValueError(f"{name} holds NaN or infinite values (min {low}, max {high}); ganaug takes uint8 images or "
+                         "float images with finite values in [0, 1]")
+    if low < -FLOAT_TOLERANCE or high > 1 + FLOAT_TOLERANCE:
+        raise ValueError(f"{name} is a float image with values in [{low:.4g}, {high:.4g}], but float images should "
+                         "lie in [0, 1] (uint8: [0, 255]). A float image in 0..255 needs dividing by 255; a "
+                         "normalized one (after Normalize) cannot be blended with generated pixels: put the ganaug "
+                         "transform before Normalize")
+    return images
 
 
 def check_image_tensor(name: str, images: Any, batched: bool | None = None) -> torch.Tensor:
@@ -69,7 +102,7 @@ def hwc_image(name: str, image: Any, min_size: bool = False) -> np.ndarray:
         raise ValueError(f"{name} should be (H, W) or (H, W, C) with C in {IMAGE_CHANNELS}, got shape {image.shape}")
     if min_size:
         check_min_size(name, image.shape[0], image.shape[1])
-    return image
+    return check_float_values(name, image)
 
 
 def pil_array(name: str, image: Any) -> np.ndarray:
@@ -121,7 +154,7 @@ def image_batch(images: Any, name: str = "images", min_size: bool = False) -> Im
         shape = images.shape
         if images.ndim == 4 and len(images):  # a batch of (H, W, C) images: the first one stands for all
             hwc_image(name, images[0], min_size)
-            nhwc = images
+            nhwc = check_float_values(name, images)
         elif images.ndim == 4:
             raise ValueError(f"{name} should hold at least one image, got shape {shape}")
         else:
@@ -137,7 +170,7 @@ def image_batch(images: Any, name: str = "images", min_size: bool = False) -> Im
     if not isinstance(images, torch.Tensor):
         raise TypeError(f"{name} should be a torch.Tensor, a numpy array or a PIL image, got "
                         f"{type(images).__name__}")
-    tensor = check_image_tensor(name, images)
+    tensor = check_float_values(name, check_image_tensor(name, images))
     if min_size:
         check_min_size(name, tensor.shape[-2], tensor.shape[-1])
     shape, device = tensor.shape, tensor.device

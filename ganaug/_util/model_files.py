@@ -21,6 +21,7 @@ __all__ = [
     "RUN_CHECKPOINT_FILE",
     "ModelFiles",
     "find_model_files",
+    "model_path",
 ]
 
 RUN_CHECKPOINT_FILE = "checkpoint.safetensors"
@@ -70,3 +71,13 @@ def find_model_files(path: str | os.PathLike, name: str = "model") -> ModelFiles
         return ModelFiles("run", folder, folder / RUN_CHECKPOINT_FILE, CHECKPOINT_FORMAT, config)
     raise CheckpointError(f"{name} {str(folder)!r} holds neither {EXPORT_WEIGHTS_FILE} (an exported model) nor "
                           f"{RUN_CHECKPOINT_FILE} (a training run)")
+
+
+def model_path(path: str | os.PathLike, name: str = "model") -> str:
+    """``path`` checked to hold a model (see :func:`find_model_files`), as an absolute path string.
+
+    Transforms and datasets keep this form: it survives pickling into DataLoader workers and
+    serialization (``A.save``) and still names the model when read from another directory.
+    """
+    find_model_files(path, name)
+    return os.path.abspath(os.fspath(path))

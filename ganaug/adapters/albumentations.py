@@ -32,7 +32,7 @@ from pydantic import Field, field_validator, model_validator
 from torch.utils.data import get_worker_info
 
 from ganaug._util.images import hwc_image, image_batch
-from ganaug._util.model_files import find_model_files
+from ganaug._util.model_files import model_path
 from ganaug._util.rng import SEED_SPACE
 from ganaug._util.validate import as_labels
 from ganaug.adapters.augmenter import Augmenter
@@ -65,8 +65,7 @@ class _ModelTransform(A.ImageOnlyTransform):
 
     def __init__(self, checkpoint: str | os.PathLike, p: float, **settings: Any):
         super().__init__(p=p)
-        find_model_files(checkpoint, "checkpoint")
-        self.checkpoint = checkpoint
+        self.checkpoint = model_path(checkpoint, "checkpoint")  # absolute: A.save output loads from anywhere
         for name, value in settings.items():
             setattr(self, name, value)
 
@@ -127,8 +126,8 @@ class GANAugment(_ModelTransform):
         super().__init__(checkpoint, p, mode=mode, mix_ratio=mix_ratio, bank_size=bank_size,
                          refresh_every=refresh_every, refresh_size=refresh_size, background=background, device=device,
                          bank_seed=bank_seed)
-        self.core = Augmenter(checkpoint, mode, mix_ratio, bank_size, refresh_every, refresh_size, background, device,
-                              bank_seed)
+        self.core = Augmenter(self.checkpoint, mode, mix_ratio, bank_size, refresh_every, refresh_size, background,
+                              device, bank_seed)
 
     @property
     def bank(self) -> Any:
@@ -217,7 +216,7 @@ class GANCutoutFill(_ModelTransform):
                  device: Literal["cpu", "cuda", "auto"] = "auto", p: float = 0.5):
         super().__init__(checkpoint, p, num_holes_range=num_holes_range, hole_height_range=hole_height_range,
                          hole_width_range=hole_width_range, steps=steps, feather=feather, device=device)
-        self.model = LazyGAN(checkpoint, device)
+        self.model = LazyGAN(self.checkpoint, device)
 
     def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
         image = data["image"] if "image" in data else data["images"][0]

@@ -24,7 +24,7 @@ from pathlib import Path
 import PIL.Image
 import torch
 
-from ganaug._util.files import atomic_path, sha256_of
+from ganaug._util.files import atomic_path, remove_stale_temporaries, sha256_of
 from ganaug._util.model_files import find_model_files
 from ganaug._util.validate import check_choice, check_positive_int, check_truncation
 from ganaug.adapters.datasets import item_seed
@@ -105,6 +105,7 @@ def expand_dataset(model: str | os.PathLike, out: str | os.PathLike, num_per_cla
     gan = GANAug.from_pretrained(model, device=device)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out, recursive=True)  # a killed earlier write's; a resumed one rewrites its files
     _check_settings(out, {"checkpoint_sha256": model_hash, "classes": list(gan.classes), "seed": seed,
                           "num_per_class": num_per_class, "output_format": output_format, "truncation": truncation,
                           **({"shard_size": shard_size} if output_format == "webdataset" else {})})

@@ -33,8 +33,15 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2._utils import _find_labels_default_heuristic, _parse_labels_getter, is_pure_tensor
 
-from ganaug._util.images import check_image_tensor, check_min_size, hwc_image, image_batch, pil_array
-from ganaug._util.model_files import find_model_files
+from ganaug._util.images import (
+    check_float_values,
+    check_image_tensor,
+    check_min_size,
+    hwc_image,
+    image_batch,
+    pil_array,
+)
+from ganaug._util.model_files import model_path
 from ganaug._util.rng import SEED_SPACE
 from ganaug._util.validate import as_labels, check_int, check_probability
 from ganaug.adapters.augmenter import Augmenter
@@ -79,8 +86,7 @@ class _SampleTransform(v2.Transform):
 
     def __init__(self, checkpoint: str | os.PathLike, p: float, labels_getter: str | Callable[[Any], Any] | None):
         super().__init__()
-        self.checkpoint = os.fspath(checkpoint)
-        find_model_files(self.checkpoint, "checkpoint")
+        self.checkpoint = model_path(checkpoint, "checkpoint")
         self.p = check_probability("p", p)
         self._labels_getter = find_label if labels_getter == "default" else _parse_labels_getter(labels_getter)
 
@@ -156,7 +162,7 @@ class GANAugment(_SampleTransform):
         batch_size = self._batch_size(flat_inputs)
         if batch_size is None:
             return {"drawn": self.core.make_params(1, None)}
-        check_image_tensor("images", flat_inputs[0], batched=True)
+        check_float_values("images", check_image_tensor("images", flat_inputs[0], batched=True))
         chosen = torch.nonzero(torch.rand(batch_size) < self.p).flatten()
         return {"batch_size": batch_size, "chosen": chosen, "drawn": self.core.make_params(len(chosen), None,
                                                                                            fresh=True)}
@@ -173,7 +179,7 @@ class GANAugment(_SampleTransform):
                 return PIL.Image.fromarray(fast[:, :, 0] if inpt.mode == "L" else fast)
             batch = image_batch(inpt, "image")
             return batch.restore(self.core.apply(batch.images, labels, drawn))
-        tensor = check_image_tensor("image", inpt, batched=False)
+        tensor = check_float_values("image", check_image_tensor("image", inpt, batched=False))
         check_min_size("image", tensor.shape[-2], tensor.shape[-1])
         fast = None
         if labels is not None and tensor.device.type == "cpu" and tensor.dtype in (torch.uint8, torch.float32):
@@ -246,7 +252,8 @@ class GANCutoutFill(_SampleTransform):
             array = pil_array("image", inpt)
             labels = None if label is None else as_labels(label, gan.num_classes, 1, "label")
             return PIL.Image.fromarray(gan.complete(array, masks[0], labels=labels, **self._args(params)))
-        tensor = check_image_tensor("images" if batched else "image", inpt, batched=batched)
+        tensor = check_float_values("images" if batched else "image",
+                                    check_image_tensor("images" if batched else "image", inpt, batched=batched))
         check_min_size("images" if batched else "image", tensor.shape[-2], tensor.shape[-1])
         images = tensor if batched else tensor[None]
         labels = None if label is None else as_labels(label, gan.num_classes, len(images), "label")

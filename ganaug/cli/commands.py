@@ -183,13 +183,13 @@ def _pretrain(args: argparse.Namespace) -> int:
     timm's hub weights instead where you can download them.
     """
     from ganaug.data import load_dataset
-    from ganaug.train.pretrain import pretrain_extractor
+    from ganaug.train.pretrain import held_out_text, pretrain_extractor
 
     config = config_from_args(PretrainConfig, args)
     dataset = load_dataset(args.data, split=args.split, image_size=args.image_size, channels=args.channels,
                            progress=True)
     result = pretrain_extractor(dataset, args.out, config)
-    print(f"held-out accuracy {result.val_accuracy:.4f} on {result.num_val} images after {result.epochs} epochs "
+    print(f"{held_out_text(result.val_accuracy)} on {result.num_val} images after {result.epochs} epochs "
           f"({result.seconds:.0f} s, {result.num_train} training images)")
     print(f"saved {result.path}; use it as FeatureExtractor({config.model_name!r}, pretrained={str(result.path)!r})")
     return 0

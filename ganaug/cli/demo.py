@@ -19,6 +19,7 @@ from ganaug._util.files import save_image_grid
 from ganaug._util.model_files import RUN_CHECKPOINT_FILE
 from ganaug.data import load_fashion_mnist
 from ganaug.train import TrainConfig, train
+from ganaug.train.pretrain import held_out_text
 from ganaug.train.run_dir import read_run_info
 
 __all__ = ["DemoConfig", "run_demo"]
@@ -57,7 +58,7 @@ def run_demo(config: DemoConfig, progress: bool = True, echo=print) -> Path:
     backbone = read_run_info(run_dir)["backbone"]  # where auto found the backbone's weights
     echo(f"the discriminator looked through {backbone['name']} ({backbone['origin']})")
     if backbone.get("pretrain"):
-        echo(f"    pretrained here: held-out accuracy {backbone['pretrain']['val_accuracy']:.3f} "
+        echo(f"    pretrained here: {held_out_text(backbone['pretrain']['val_accuracy'])} "
              f"({backbone['pretrain']['seconds']:.0f} s)")
 
     labels = torch.arange(gan.num_classes).repeat_interleave(10)

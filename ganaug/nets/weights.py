@@ -2,9 +2,12 @@
 
 ``pretrained=True`` looks in this order: timm's local caches (Hugging Face, torch.hub), then a
 Python package that ships the weights (:mod:`ganaug.nets.weight_packages`), then the hub itself.
-Nothing here downloads on its own: when no local copy exists it checks within seconds whether the
-hub can be reached, so that an offline machine gets a clear :class:`WeightsUnavailableError`
-naming the ways out instead of a minute of retries.
+When no local copy exists it checks within seconds whether the hub can be reached, so that an
+offline machine gets a clear :class:`WeightsUnavailableError` naming the ways out instead of a
+minute of retries. Hugging Face downloads are timm's (``huggingface_hub`` bounds their reads:
+``HF_HUB_DOWNLOAD_TIMEOUT``); weights that timm knows only by a URL are downloaded here, into
+torch.hub's cache, with every read bounded by :data:`DOWNLOAD_TIMEOUT` seconds (torch.hub's own
+download has no read timeout and can hang on a stalled server).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ganaug._util.network import host_reachable
+from ganaug._util.network import DownloadError, download_file, host_reachable
 from ganaug.nets.weight_packages import WEIGHT_PACKAGES, package_weights
 
 __all__ = [
@@ -30,6 +33,7 @@ __all__ = [
 EXTRACTOR_FORMAT = "ganaug.extractor/1"
 _HUB_FILENAMES = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
 _WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
+DOWNLOAD_TIMEOUT = 30.0  # seconds of silence after which a URL download is given up
 
 
 class WeightsUnavailableError(RuntimeError):
@@ -146,7 +150,15 @@ def _resolve_hub(model_name: str) -> ResolvedWeights:
         reason = "HF_HUB_OFFLINE is set" if _offline() else f"{hub} cannot be reached"
         raise WeightsUnavailableError(f"pretrained weights for {model_name!r} are not in the local caches, in no "
                                       f"installed weights package, and {reason}. {_ways_out(model_name)}")
-    return ResolvedWeights(origin=f"hub:{cfg.hf_hub_id or cfg.url}", download=True)
+    if cfg.hf_hub_id:
+        return ResolvedWeights(origin=f"hub:{cfg.hf_hub_id}", download=True)
+    target = torch_hub_checkpoints() / os.path.basename(cfg.url.split("?")[0])
+    try:
+        download_file(cfg.url, target, timeout=DOWNLOAD_TIMEOUT)
+    except DownloadError as error:
+        raise WeightsUnavailableError(f"pretrained weights for {model_name!r}: {error}. {_ways_out(model_name)}",
+                                      ) from error
+    return ResolvedWeights(origin=f"hub:{cfg.url}", file=target)
 
 
 def _ways_out(model_name: str) -> str:

@@ -13,8 +13,14 @@ import torch
 import torch.nn.functional as F
 from safetensors import safe_open
 
-from ganaug._util.checkpoint_file import read_checkpoint, read_checkpoint_info, strip_prefix, write_model_folder
-from ganaug._util.images import as_image_batch
+from ganaug._util.checkpoint_file import (
+    CheckpointError,
+    read_checkpoint,
+    read_checkpoint_info,
+    strip_prefix,
+    write_model_folder,
+)
+from ganaug._util.images import as_image_batch, check_float_values
 from ganaug._util.model_files import EXPORT_FORMAT, EXPORT_WEIGHTS_FILE, ModelFiles, find_model_files
 from ganaug._util.rng import seeded, torch_generator
 from ganaug._util.validate import as_labels, check_int, check_positive_int, check_truncation, resolve_device
@@ -259,7 +265,7 @@ class GANAug:
         """Instance features of images (the backbone's pooled features): float (N, instance_dim) on the CPU."""
         if self.extractor is None:
             raise ValueError("this model has no feature network")
-        images = as_image_batch(images)
+        images = check_float_values("images", as_image_batch(images))
         return torch.cat([self.extractor.embed(images[i:i + batch_size].to(self.device)).float().cpu()
                           for i in range(0, len(images), batch_size)])
 
@@ -326,13 +332,18 @@ def _model_info_of_run(files: ModelFiles, checkpoint_info: dict[str, Any], bank_
     if files.config is None:
         raise FileNotFoundError(f"the checkpoint of {str(files.folder)!r} does not describe its model and its "
                                 "config.json is missing")
-    run_info = json.loads(files.config.read_text())
-    config = run_info["config"]
-    generator = GeneratorSpec(num_classes=len(run_info["classes"]), resolution=run_info["resolution"],
-                              channels=run_info["channels"], z_dim=config["z_dim"], embed_dim=config["embed_dim"],
-                              instance_dim=bank_dim, base_channels=config["g_channels"],
-                              min_channels=config["g_min_channels"])
-    backbone = BackboneSpec(name=config["backbone"], out_indices=config["backbone_out_indices"],
-                            input_size=config["backbone_input_size"], origin=run_info["backbone"]["origin"])
-    return model_info(generator, backbone, run_info["classes"], checkpoint_info["step"], run_info["data"],
-                      run_info["versions"])
+    try:
+        run_info = json.loads(files.config.read_text())
+        config = run_info["config"]
+        generator = GeneratorSpec(num_classes=len(run_info["classes"]), resolution=run_info["resolution"],
+                                  channels=run_info["channels"], z_dim=config["z_dim"], embed_dim=config["embed_dim"],
+                                  instance_dim=bank_dim, base_channels=config["g_channels"],
+                                  min_channels=config["g_min_channels"])
+        backbone = BackboneSpec(name=config["backbone"], out_indices=config["backbone_out_indices"],
+                                input_size=config["backbone_input_size"], origin=run_info["backbone"]["origin"])
+        return model_info(generator, backbone, run_info["classes"], checkpoint_info["step"], run_info["data"],
+                          run_info["versions"])
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, IndexError) as error:
+        raise CheckpointError(f"the checkpoint of {str(files.folder)!r} does not describe its model, and its "
+                              f"{str(files.config)!r} is not a ganaug run's config ({type(error).__name__}: "
+                              f"{error}); was the file replaced?") from error

@@ -6,13 +6,14 @@ A transform or a dataset that holds a model path pickles as a string; each DataL
 
 from __future__ import annotations
 
+import copy
 import os
 import threading
 
 import torch
 from torch.utils.data import get_worker_info
 
-from ganaug._util.model_files import find_model_files
+from ganaug._util.model_files import model_path
 from ganaug._util.validate import check_choice
 from ganaug.sampling.gan import GANAug
 
@@ -25,7 +26,9 @@ class LazyGAN:
     """A model path (or a loaded :class:`GANAug`) plus a device rule.
 
     Args:
-        model: a run directory or exported model, or a loaded GANAug (then pickled with it).
+        model: a run directory or exported model (kept as an absolute path), or a loaded GANAug
+            (then pickled with it). A given GANAug is never moved: where this process needs it on
+            another device, a copy is moved instead.
         device: "cpu", "cuda", or "auto": the GPU in the main process when there is one, the CPU
             inside DataLoader workers (CUDA cannot run in a forked worker).
     """
@@ -33,13 +36,19 @@ class LazyGAN:
     def __init__(self, model: str | os.PathLike | GANAug, device: str = "auto"):
         check_choice("device", device, DEVICES)
         if isinstance(model, GANAug):
-            self.path, self._gan = None, model
+            self.path, self._given = None, model
         elif isinstance(model, (str, os.PathLike)):
-            self.path, self._gan = os.fspath(model), None
-            find_model_files(self.path)  # a missing or foreign folder fails here, not in a DataLoader worker
+            # a missing or foreign folder fails here, not in a DataLoader worker
+            self.path, self._given = model_path(model), None
         else:
             raise TypeError(f"model should be a path or a GANAug, got {type(model).__name__}")
         self.device = device
+        self._gan: GANAug | None = self._given  # the model this process uses
+        self._init_process_state()
+
+    def _init_process_state(self) -> None:
+        # a lock does not cross fork safely (another thread may hold it at that moment) nor pickle
+        self._pid = os.getpid()
         self._lock = threading.Lock()
 
     def resolved_device(self) -> torch.device:
@@ -63,23 +72,24 @@ class LazyGAN:
     def gan(self) -> GANAug:
         """The model, loaded on first use in this process, on this process's device."""
         device = self.resolved_device()
+        if os.getpid() != self._pid:  # forked: the parent's lock may have been held by one of its threads
+            self._init_process_state()
         with self._lock:
-            if self._gan is None:
-                self._gan = GANAug.from_pretrained(self.path, device=device)
-            elif self._gan.device != device:
-                self._gan = (GANAug.from_pretrained(self.path, device=device) if self.path is not None
-                             else self._gan.to(device))
+            if self._gan is None or self._gan.device != device:
+                if self.path is not None:
+                    self._gan = GANAug.from_pretrained(self.path, device=device)
+                else:
+                    self._gan = self._given if self._given.device == device else copy.deepcopy(self._given).to(device)
         return self._gan
 
     def __getstate__(self) -> dict:
-        state = {k: v for k, v in self.__dict__.items() if k != "_lock"}
-        if self.path is not None:
-            state["_gan"] = None  # reloaded from the path where it is needed
+        state = {k: v for k, v in self.__dict__.items() if k not in ("_lock", "_pid")}
+        state["_gan"] = self._given  # a path is loaded again where it is needed; a given model travels as it is
         return state
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
-        self._lock = threading.Lock()
+        self._init_process_state()
 
     def __repr__(self) -> str:
-        return repr(self.path) if self.path is not None else repr(self._gan)
+        return repr(self.path) if self.path is not None else repr(self._given)

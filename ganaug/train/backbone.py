@@ -21,7 +21,7 @@ from ganaug.nets.features import FeatureExtractor
 from ganaug.nets.weights import WeightsUnavailableError
 from ganaug.train.config import BACKBONE_WEIGHTS, TrainConfig
 from ganaug.train.distributed import DistributedContext
-from ganaug.train.pretrain import pretrain_extractor
+from ganaug.train.pretrain import held_out_text, pretrain_extractor
 from ganaug.train.run_dir import EXTRACTOR_FILE
 
 __all__ = ["backbone_extractor", "choose_backbone"]
@@ -72,8 +72,8 @@ def _pretrain_here(config: TrainConfig, run_dir: Path, dataset: ImageDataset, co
         result = pretrain_extractor(dataset, path, model_name=config.backbone, input_size=config.backbone_input_size,
                                     epochs=config.pretrain_epochs, seed=config.seed, device=str(context.device),
                                     progress=progress)
-        logger.info("pretrained %s on the training data: held-out accuracy %.3f in %.0f s", config.backbone,
-                    result.val_accuracy, result.seconds)
+        logger.info("pretrained %s on the training data: %s in %.0f s", config.backbone,
+                    held_out_text(result.val_accuracy), result.seconds)
         summary = {"val_accuracy": result.val_accuracy, "seconds": result.seconds, "epochs": result.epochs}
     context.barrier()
     return {"name": config.backbone, "weights": str(path.resolve()), "origin": "pretrained here on the training data",

@@ -72,6 +72,9 @@ def save_checkpoint(path: Path, state: TrainingState, context: DistributedContex
                     model_info: dict[str, Any]) -> None:
     """Write the checkpoint (rank 0); every rank must call this, since it gathers their RNG states.
 
+    The write is atomic, and the checkpoint it replaces is kept as ``checkpoint.prev.safetensors``
+    (a hard link: no copy), the way back when the newest is damaged on disk.
+
     Args:
         path: the checkpoint file.
         state: the training state.
@@ -101,7 +104,7 @@ def save_checkpoint(path: Path, state: TrainingState, context: DistributedContex
         "restores": state.restores, "opt_g": opt_g_info, "opt_d": opt_d_info, "scaler": state.scaler.state_dict(),
         "world_size": context.world_size, "run": run_info, "model": model_info,
     }
-    write_checkpoint(path, tensors, info, CHECKPOINT_FORMAT)
+    write_checkpoint(path, tensors, info, CHECKPOINT_FORMAT, keep_previous=True)
     context.barrier()  # other ranks may read it (restore after non-finite steps)
 
 

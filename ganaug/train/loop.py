@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ganaug._util.files import remove_stale_temporaries
 from ganaug._util.model_files import RUN_CHECKPOINT_FILE
 from ganaug.data.dataset import ImageDataset
 from ganaug.nets.build import build_discriminator, build_generator
@@ -78,6 +79,8 @@ def train(dataset: ImageDataset, config: TrainConfig, run_dir: str | os.PathLike
     context = setup_distributed(config.device)
     try:
         device = context.device
+        if context.is_main:
+            remove_stale_temporaries(run_dir, recursive=True)  # left by a process killed while writing
         if config.batch_size % context.world_size:
             raise ValueError(f"batch_size={config.batch_size} should divide evenly over {context.world_size} "
                              "processes")

@@ -52,7 +52,7 @@ class PretrainConfig:
     val_fraction: float = 0.1  # share of each class held out to measure accuracy
     hflip: bool = True  # random horizontal flips; turn off for data where left and right differ
     max_shift: float = 0.125  # random translation, as a fraction of the image side
-    max_minutes: float | None = None  # stop after the epoch during which this much training time has passed
+    max_minutes: float | None = None  # stop training after this many minutes (checked after every batch)
     seed: int = 0  # seeds the split, the initial weights, the order and the augmentations
     device: str | None = None  # cpu or cuda (default: cuda when available)
 
@@ -77,21 +77,31 @@ class PretrainResult:
 
     Attributes:
         path: the saved ``.safetensors`` file.
-        val_accuracy: top-1 accuracy on the held-out images after the last epoch.
-        epochs: epochs completed (fewer than asked when ``max_minutes`` ran out).
+        val_accuracy: top-1 accuracy on the held-out images at the end; None when nothing was held
+            out (too few images per class for ``val_fraction``).
+        epochs: epochs begun (fewer than asked when ``max_minutes`` ran out; the last may be partial).
+        steps: optimizer steps taken.
         seconds: training time, held-out evaluation included.
         num_train: training images.
         num_val: held-out images.
-        history: per epoch: ``epoch``, ``train_loss``, ``val_accuracy``.
+        history: per epoch: ``epoch``, ``batches``, ``train_loss``, ``val_accuracy``.
     """
 
     path: Path
-    val_accuracy: float
+    val_accuracy: float | None
     epochs: int
     seconds: float
     num_train: int
     num_val: int
     history: list[dict]
+    steps: int = 0
+
+
+def held_out_text(val_accuracy: float | None) -> str:
+    """How a pretraining's held-out accuracy reads in logs and on the command line."""
+    if val_accuracy is None:
+        return "no held-out set (too few images per class for val_fraction): accuracy not measured"
+    return f"held-out accuracy {val_accuracy:.3f}"
 
 
 def pretrain_extractor(
@@ -147,14 +157,18 @@ def pretrain_extractor(
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
 
         start = time.monotonic()
+        deadline = None if config.max_minutes is None else start + 60 * config.max_minutes
         history: list[dict] = []
+        steps = 0
         bar = tqdm(total=steps_per_epoch * config.epochs, desc=f"pretrain {config.model_name}", unit="batch",
                    disable=not progress)
         for epoch in range(config.epochs):
             model.train()
             order = torch.randperm(len(train_set), generator=generator)
-            loss_sum, seen = 0.0, 0
+            loss_sum, seen, batches = 0.0, 0, 0
             for first in range(0, len(order), config.batch_size):
+                if batches and deadline is not None and time.monotonic() > deadline:
+                    break
                 index = order[first:first + config.batch_size]
                 images = normalize_images(train_set.images[index], mean, std, config.input_size)
                 images = _augment(images, config, generator)
@@ -166,12 +180,16 @@ def pretrain_extractor(
                 scheduler.step()
                 loss_sum += loss.item() * len(index)
                 seen += len(index)
+                batches += 1
+                steps += 1
                 bar.update(1)
                 bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum / seen:.3f}")
             val_accuracy = _accuracy(model, val_set, mean, std, config)
-            history.append({"epoch": epoch + 1, "train_loss": loss_sum / seen, "val_accuracy": val_accuracy})
-            bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum / seen:.3f}", val_acc=f"{val_accuracy:.3f}")
-            if config.max_minutes is not None and time.monotonic() - start > 60 * config.max_minutes:
+            history.append({"epoch": epoch + 1, "batches": batches, "train_loss": loss_sum / seen,
+                            "val_accuracy": val_accuracy})
+            bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum / seen:.3f}",
+                            val_acc="none" if val_accuracy is None else f"{val_accuracy:.3f}")
+            if deadline is not None and time.monotonic() > deadline:
                 break
     bar.close()
     seconds = time.monotonic() - start
@@ -182,7 +200,7 @@ def pretrain_extractor(
         "input_size": str(config.input_size),
         "num_classes": str(dataset.num_classes),
         "classes": json.dumps(list(dataset.classes)),
-        "val_accuracy": f"{history[-1]['val_accuracy']:.6f}",
+        "val_accuracy": "none" if history[-1]["val_accuracy"] is None else f"{history[-1]['val_accuracy']:.6f}",
         "epochs": str(len(history)),
         "data_source": str(dataset.source),
         "config": json.dumps(dataclasses.asdict(config)),
@@ -191,7 +209,7 @@ def pretrain_extractor(
     with atomic_path(out) as tmp:
         save_file(state, str(tmp), metadata=metadata)
     return PretrainResult(path=out, val_accuracy=history[-1]["val_accuracy"], epochs=len(history), seconds=seconds,
-                          num_train=len(train_set), num_val=len(val_set), history=history)
+                          num_train=len(train_set), num_val=len(val_set), history=history, steps=steps)
 
 
 def _warmup_cosine(warmup_steps: int, total_steps: int):
@@ -220,11 +238,14 @@ def _augment(images: torch.Tensor, config: PretrainConfig, generator: torch.Gene
 
 @torch.no_grad()
 def _accuracy(model: nn.Module, dataset: ImageDataset, mean: torch.Tensor, std: torch.Tensor,
-              config: PretrainConfig) -> float:
+              config: PretrainConfig) -> float | None:
+    """Top-1 accuracy on ``dataset``; None when it is empty (there is no held-out set to measure on)."""
+    if len(dataset) == 0:
+        return None
     model.eval()
     correct = 0
     for first in range(0, len(dataset), EVAL_BATCH):
         images = normalize_images(dataset.images[first:first + EVAL_BATCH], mean, std, config.input_size)
         predictions = model(images).argmax(dim=1).cpu()
         correct += int((predictions == dataset.labels[first:first + EVAL_BATCH]).sum())
-    return correct / max(1, len(dataset))
+    return correct / len(dataset)

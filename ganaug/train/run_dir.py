@@ -2,6 +2,7 @@
 
     RUN/config.json                   the run info (config, classes, data, versions), for people and the CLI
     RUN/checkpoint.safetensors        the training state, the run info included (written atomically)
+    RUN/checkpoint.prev.safetensors   the checkpoint before it, kept as a way back if the newest is damaged
     RUN/instance_features.safetensors pooled backbone features of the training images and their neighbours
     RUN/extractor.safetensors         the backbone, when it was pretrained here
     RUN/metrics.jsonl                 one line of losses and speed every ``log_every`` steps
@@ -120,13 +121,23 @@ def append_metrics(run_dir: Path, metrics: dict[str, Any]) -> None:
 
 
 def truncate_metrics(run_dir: Path, step: int) -> None:
-    """Drop the lines of steps after ``step`` (a resume or a restore goes back to it)."""
+    """Drop the lines of steps after ``step`` (a resume or a restore goes back to it), and any torn line."""
     path = run_dir / METRICS_FILE
     if not path.is_file():
         return
-    kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= step]
+    kept = [line for line in path.read_text().splitlines()
+            if (line_step := _metrics_step(line)) is not None and line_step <= step]
     with atomic_path(path) as tmp:
         tmp.write_text("".join(line + "\n" for line in kept))
+
+
+def _metrics_step(line: str) -> int | None:
+    """The step of a metrics line; None for a blank or torn one (a process killed while appending it)."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return record.get("step", 0) if isinstance(record, dict) else None
 
 
 def save_samples(run_dir: Path, images: torch.Tensor, step: int, per_row: int) -> Path:
