@@ -12,6 +12,7 @@ import json
 import os
 import shlex
 import shutil
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +29,12 @@ __all__ = [
     "read_checkpoint",
     "read_checkpoint_info",
     "strip_prefix",
+    "tensors_checksum",
     "write_checkpoint",
     "write_model_folder",
 ]
 
+CHECKSUM_KEY = "tensors_crc32"  # in the header: see tensors_checksum
 CONFIG_FILE = "config.json"  # beside a model's weights: the same information as the header, for people
 
 
@@ -49,12 +52,23 @@ def write_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], 
     """
     path = Path(path)
     contiguous = {name: t.detach().cpu().contiguous() for name, t in tensors.items()}
-    metadata = {"format": file_format, "info": json.dumps(info)}
+    metadata = {"format": file_format, "info": json.dumps(info), CHECKSUM_KEY: tensors_checksum(contiguous)}
     with atomic_path(path) as tmp:
         save_file(contiguous, str(tmp), metadata=metadata)
         if keep_previous and path.is_file():
             _keep_copy(path, previous_path(path))
     return path
+
+
+def tensors_checksum(tensors: dict[str, torch.Tensor]) -> str:
+    """CRC-32 of the tensors' names, dtypes, shapes and bytes, in name order: catches a file damaged on disk."""
+    crc = 0
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().cpu().contiguous()
+        crc = zlib.crc32(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}".encode(), crc)
+        if tensor.numel():
+            crc = zlib.crc32(tensor.reshape(-1).view(torch.uint8).numpy(), crc)
+    return f"{crc:08x}"
 
 
 def previous_path(path: str | os.PathLike) -> Path:
@@ -109,6 +123,10 @@ def _read(path: str | os.PathLike, file_format: str, with_tensors: bool,
     except Exception as error:  # safetensors raises its own types for damaged files
         raise CheckpointError(f"checkpoint {str(path)!r} is truncated or damaged: {error}.{_way_back(path)}",
                               ) from error
+    expected = metadata.get(CHECKSUM_KEY)  # absent in files written before it was kept
+    if with_tensors and expected is not None and tensors_checksum(tensors) != expected:
+        raise CheckpointError(f"checkpoint {str(path)!r} is damaged: its tensors do not match the checksum written "
+                              f"with them.{_way_back(path)}")
     try:
         info = json.loads(metadata["info"])
     except (KeyError, json.JSONDecodeError) as error:

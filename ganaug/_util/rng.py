@@ -8,13 +8,17 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
+from ganaug._util.validate import check_seed
+
 __all__ = ["SEED_SPACE", "random_integers", "seeded", "torch_generator"]
 
 SEED_SPACE = 2**62  # seeds drawn for sub-streams lie in [0, SEED_SPACE): positive in an int64, any platform
 
 
-def torch_generator(seed: int | None) -> torch.Generator:
-    """A CPU ``torch.Generator`` seeded with ``seed``; None seeds it from the operating system's entropy."""
+def torch_generator(seed: int | None, name: str = "seed") -> torch.Generator:
+    """A CPU ``torch.Generator`` seeded with ``seed`` (checked, as the argument ``name``); None seeds it from the
+    operating system's entropy."""
+    seed = check_seed(name, seed, allow_none=True)
     generator = torch.Generator()
     if seed is None:
         generator.seed()

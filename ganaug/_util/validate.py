@@ -58,12 +58,13 @@ def check_positive_int(name: str, value: Any) -> int:
 
 
 def check_seed(name: str, value: Any, allow_none: bool = False) -> int | None:
-    """A non-negative int seed (or None when ``allow_none``)."""
+    """A non-negative int seed below 2**64, what ``torch.Generator.manual_seed`` takes (or None when ``allow_none``)."""
     if value is None and allow_none:
         return None
-    if _is_int(value) and value >= 0:
+    if _is_int(value) and 0 <= value < 2**64:
         return int(value)
-    raise ValueError(f"{name} should be a non-negative int{' or None' if allow_none else ''}, got {value!r}")
+    raise ValueError(f"{name} should be a non-negative int below 2**64{' or None' if allow_none else ''}, got "
+                     f"{value!r}")
 
 
 def check_number(name: str, value: Any, low: float | None = None, high: float | None = None,

@@ -56,7 +56,7 @@ class CompletionSettings:
 def complete(gan: GANAug, images: Any, masks: Any, labels: int | Sequence[int] | torch.Tensor | None,
              seed: int | None, settings: CompletionSettings) -> Any:
     """The work behind :meth:`GANAug.complete`: fill the masked part of images of any accepted form."""
-    batch = image_batch(images)
+    batch = image_batch(images, min_size=True)
     pixels = to_float(batch.images.cpu())
     missing = mask_batch(masks, pixels.shape)
     given = None if labels is None else torch.tensor(as_labels(labels, gan.num_classes, len(pixels)))

@@ -20,7 +20,7 @@ from ganaug._util.checkpoint_file import (
     strip_prefix,
     write_model_folder,
 )
-from ganaug._util.images import as_image_batch, check_float_values
+from ganaug._util.images import as_image_batch, check_float_values, check_min_size
 from ganaug._util.model_files import EXPORT_FORMAT, EXPORT_WEIGHTS_FILE, ModelFiles, find_model_files
 from ganaug._util.rng import seeded, torch_generator
 from ganaug._util.validate import as_labels, check_int, check_positive_int, check_truncation, resolve_device
@@ -266,6 +266,9 @@ class GANAug:
         if self.extractor is None:
             raise ValueError("this model has no feature network")
         images = check_float_values("images", as_image_batch(images))
+        check_min_size("images", images.shape[-2], images.shape[-1])
+        if len(images) == 0:
+            return torch.empty(0, self.extractor.embed_dim)
         return torch.cat([self.extractor.embed(images[i:i + batch_size].to(self.device)).float().cpu()
                           for i in range(0, len(images), batch_size)])
 

@@ -17,8 +17,10 @@ process and on the CPU inside workers (CUDA cannot run in a forked worker).
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
+import weakref
 from collections.abc import Sequence
 
 import numpy as np
@@ -257,6 +259,7 @@ class SampleBank:
             if self._thread is None or not self._thread.is_alive():
                 self._stop.clear()
                 self._thread = threading.Thread(target=self._refresh_loop, name="ganaug-sample-bank", daemon=True)
+                _stop_at_exit(self)
                 self._thread.start()
 
     def _refresh_loop(self) -> None:
@@ -280,3 +283,26 @@ class SampleBank:
         return (f"SampleBank({self.model!r}, size_per_class={self.size_per_class}, refresh_every={self.refresh_every}, "
                 f"refresh_size={self.refresh_size}, background={self.background}, device={self.model.device!r})")
 
+
+
+# Background threads are stopped before the process exits. A daemon thread still inside a generator
+# pass while the interpreter shuts down can abort the process (spawned DataLoader workers finalize
+# fully when they end), and the DataLoader then reports a worker "killed by signal: Aborted".
+_RUNNING: weakref.WeakSet[SampleBank] = weakref.WeakSet()
+_EXIT_HOOK_PID: list[int] = []  # the process whose exit hook is registered
+
+
+def _stop_at_exit(bank: SampleBank) -> None:
+    _RUNNING.add(bank)
+    if os.getpid() not in _EXIT_HOOK_PID:
+        _EXIT_HOOK_PID[:] = [os.getpid()]
+        try:  # runs in threading's shutdown, before the interpreter finalizes (also in multiprocessing children)
+            threading._register_atexit(_stop_running)
+        except (AttributeError, RuntimeError):  # another Python, or shutting down already
+            atexit.register(_stop_running)
+
+
+def _stop_running() -> None:
+    for bank in list(_RUNNING):
+        if bank._pid == os.getpid():
+            bank.close()

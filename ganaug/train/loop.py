@@ -142,6 +142,7 @@ def train(dataset: ImageDataset, config: TrainConfig, run_dir: str | os.PathLike
                 truncate_metrics(run_dir, state.step)
         else:
             save_checkpoint(run_dir / RUN_CHECKPOINT_FILE, state, context, run_info, describe(state.step))
+        saved_step = state.step  # the checkpoint on disk holds this step
         g_train, d_train = _wrap_for_training(generator, discriminator, config.compile, context)
 
         # --- the loop ---------------------------------------------------------------------------------
@@ -185,8 +186,10 @@ def train(dataset: ImageDataset, config: TrainConfig, run_dir: str | os.PathLike
                 save_samples(run_dir, _samples(generator_ema, grid, device), state.step, config.samples_per_class)
             if state.step % config.checkpoint_every == 0:
                 save_checkpoint(run_dir / RUN_CHECKPOINT_FILE, state, context, run_info, describe(state.step))
+                saved_step = state.step
         bar.close()
-        save_checkpoint(run_dir / RUN_CHECKPOINT_FILE, state, context, run_info, describe(state.step))
+        if saved_step != state.step:  # so that checkpoint.prev.safetensors is the step before, not a copy
+            save_checkpoint(run_dir / RUN_CHECKPOINT_FILE, state, context, run_info, describe(state.step))
         if context.is_main:
             save_samples(run_dir, _samples(generator_ema, grid, device), state.step, config.samples_per_class)
             return GANAug.from_pretrained(run_dir)
