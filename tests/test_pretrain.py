@@ -67,3 +67,34 @@ def test_pretrain_rejects_bad_arguments(embedded_train, tmp_path):
     with pytest.raises(TypeError, match="should be a ganaug ImageDataset"):
         pretrain_extractor([(torch.zeros(1, 8, 8), 0)], tmp_path / "x.safetensors")
     assert not list(tmp_path.iterdir()), "nothing is written when the arguments are bad"
+
+
+def test_min_steps_adds_epochs_on_small_data_until_accuracy_stops_rising(embedded_train, tmp_path, monkeypatch):
+    from ganaug.train import pretrain
+
+    small = embedded_train.subset(torch.arange(0, 2000, 40))  # 50 images: 40 to train on, 3 steps of 16 an epoch
+    result = pretrain.pretrain_extractor(small, tmp_path / "a.safetensors", model_name="resnet10t", input_size=16,
+                                         epochs=1, batch_size=16, min_steps=12, patience=100, progress=False)
+    assert (result.epochs, result.steps) == (4, 12)
+    monkeypatch.setattr(pretrain, "_accuracy", lambda *args: 0.5)  # held-out accuracy that never rises
+    flat = pretrain.pretrain_extractor(small, tmp_path / "b.safetensors", model_name="resnet10t", input_size=16,
+                                       epochs=1, batch_size=16, min_steps=30, patience=2, progress=False)
+    assert (flat.epochs, flat.steps) == (3, 9)  # best at epoch 1, then two epochs without a better one
+
+
+def test_a_backbone_pretrained_to_near_chance_is_warned_about(embedded_train, caplog):
+    import logging
+    import types
+
+    from ganaug import TrainConfig
+    from ganaug.train import backbone
+
+    result = types.SimpleNamespace(val_accuracy=0.12, steps=8, epochs=1, seconds=3.0)
+    with caplog.at_level(logging.INFO, logger=backbone.logger.name):
+        backbone._report_pretraining(TrainConfig(steps=1), embedded_train, result, progress=False)
+    assert "held-out accuracy 0.120 (8 steps, 1 epochs" in caplog.text
+    assert "near chance (0.100)" in caplog.text
+    caplog.clear()
+    backbone._report_pretraining(TrainConfig(steps=1), embedded_train, types.SimpleNamespace(
+        val_accuracy=0.8, steps=8, epochs=1, seconds=3.0), progress=False)
+    assert "near chance" not in caplog.text

@@ -22,7 +22,7 @@ from ganaug.train import steps as training_module
 def tiny_config(**overrides) -> ganaug.TrainConfig:
     values = dict(steps=4, batch_size=8, g_channels=32, g_min_channels=16, mixing_channels=16, d_channels=16,
                   z_dim=16, embed_dim=16, instance_neighbours=3, bank_per_class=5, checkpoint_every=2,
-                  sample_every=2, log_every=1, seed=0)
+                  sample_every=2, log_every=1, seed=0, pretrain_min_steps=1)
     values.update(overrides)
     return ganaug.TrainConfig(**values)
 

@@ -29,8 +29,6 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ganaug.data.load import FOLDER_CHANNELS, FOLDER_IMAGE_SIZE
-
 __all__ = [
     "add_command",
     "add_config_options",
@@ -207,7 +205,8 @@ def add_data_options(parser: argparse.ArgumentParser, required: bool = True, spl
                             help=f"which split (default: {split}; a plain folder has only one)")
     if size:
         parser.add_argument("--image-size", type=int, default=None,
-                            help=f"resize images to this square size (default: 28 for Fashion-MNIST, "
-                                 f"{FOLDER_IMAGE_SIZE} for folders)")
+                            help="resize images to this square size (default: 28 for Fashion-MNIST; for a folder "
+                                 "the images' own size, or their median side when sizes differ)")
         parser.add_argument("--channels", type=int, default=None, choices=(1, 3),
-                            help=f"1 or 3 channels (default: 1 for Fashion-MNIST, {FOLDER_CHANNELS} for folders)")
+                            help="1 or 3 channels (default: 1 for Fashion-MNIST; for a folder 1 when no image has "
+                                 "colour, else 3)")

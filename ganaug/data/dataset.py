@@ -19,12 +19,13 @@ from torch.utils.data import Dataset
 from ganaug._util.images import match_channels
 from ganaug._util.validate import as_labels, check_channels, check_image_size
 from ganaug.data.folder import read_image_folder
+from ganaug.data.torch_dataset import read_torch_dataset
 
 __all__ = ["DataSource", "ImageDataset", "convert_images"]
 
 @dataclass(frozen=True)
 class DataSource:
-    """Where a data set came from: ``kind`` is one of root, debian, download, embedded, folder, arrays."""
+    """Where a data set came from: ``kind`` is one of root, debian, download, embedded, folder, arrays, dataset."""
 
     kind: str
     location: str
@@ -36,7 +37,7 @@ class DataSource:
 class ImageDataset(Dataset):
     """Labelled images held in memory as one ``uint8 (N, C, H, W)`` tensor.
 
-    Build one with :meth:`from_arrays`, :meth:`from_folder`, :func:`load_fashion_mnist` or
+    Build one with :meth:`from_arrays`, :meth:`from_folder`, :meth:`from_dataset`, :func:`load_fashion_mnist` or
     :func:`load_dataset`. Items are ``(image uint8 (C, H, W), label int)``.
     """
 
@@ -134,23 +135,51 @@ class ImageDataset(Dataset):
         return cls(tensor, label_tensor, classes, DataSource("arrays", f"{tuple(tensor.shape)}"))
 
     @classmethod
+    def from_dataset(
+        cls,
+        dataset: Dataset,
+        image_size: int | tuple[int, int] | None = None,
+        channels: int | None = None,
+        progress: bool = True,
+    ) -> ImageDataset:
+        """Read a map-style PyTorch dataset of ``(image, label)`` once, into memory.
+
+        torchvision datasets, ``ImageFolder``, ``TensorDataset`` and your own datasets work;
+        images may be PIL images, tensors or numpy arrays (see
+        :mod:`ganaug.data.torch_dataset`). Give them without random transforms: each item is
+        read once.
+
+        Args:
+            dataset: has ``__len__`` and ``__getitem__`` returning ``(image, label, ...)``.
+            image_size: an int for square, or (height, width); None: the images' own size when
+                they share one, else a square of their median side.
+            channels: 1 or 3; None: 1 when no image has colour, else 3.
+            progress: show a progress bar while reading.
+        """
+        images, labels, classes, name, size, channels = read_torch_dataset(dataset, image_size, channels, progress)
+        stacked = torch.cat([convert_images(image[None], image_size=size, channels=channels) for image in images])
+        return cls(stacked, labels, classes, DataSource("dataset", name))
+
+    @classmethod
     def from_folder(
         cls,
         root: str | os.PathLike,
-        image_size: int | tuple[int, int],
-        channels: int = 3,
+        image_size: int | tuple[int, int] | None = None,
+        channels: int | None = None,
         progress: bool = False,
     ) -> ImageDataset:
         """Read an ImageFolder tree: ``root/<class name>/<image file>``.
 
         Classes are the subfolders, sorted by name. Each image is resized so that it covers
-        ``image_size`` and then centre-cropped to it. Files that are not images, or cannot be
-        decoded, are skipped and counted in one warning.
+        ``image_size`` and then centre-cropped to it. Transparent pixels are composited over
+        white; 16-bit and float images are scaled to 8 bits. Files that are not images, or
+        cannot be decoded, are skipped and counted in one warning.
 
         Args:
             root: the folder holding one subfolder per class.
-            image_size: an int for square, or (height, width).
-            channels: 1 (grayscale) or 3 (RGB).
+            image_size: an int for square, or (height, width); None: the images' own size when
+                they share one, else a square of their median side.
+            channels: 1 (grayscale) or 3 (RGB); None: 1 when no image has colour, else 3.
             progress: show a progress bar while decoding.
         """
         images, labels, classes, location = read_image_folder(root, image_size, channels, progress)

@@ -9,10 +9,7 @@ from pathlib import Path
 from ganaug.data.dataset import ImageDataset
 from ganaug.data.fashion_mnist import load_fashion_mnist
 
-__all__ = ["FOLDER_CHANNELS", "FOLDER_IMAGE_SIZE", "load_dataset"]
-
-FOLDER_IMAGE_SIZE = 64  # an ImageFolder's images are resized to this square side unless told otherwise
-FOLDER_CHANNELS = 3
+__all__ = ["load_dataset"]
 
 logger = logging.getLogger(__name__)
 
@@ -27,8 +24,8 @@ def load_dataset(
 
     ``fashion-mnist:root=DIR`` reads IDX files from DIR. A folder may be an ImageFolder tree
     (read whole, whatever ``split``), or hold split trees (two or more of ``train/``, ``test/``,
-    ``val/``...), of which ``split`` picks one. Defaults: 28 px and 1 channel for Fashion-MNIST,
-    ``FOLDER_IMAGE_SIZE`` px and ``FOLDER_CHANNELS`` channels for folders.
+    ``val/``...), of which ``split`` picks one. Defaults: 28 px and 1 channel for Fashion-MNIST;
+    for folders, the images' own size and channels (see :func:`ganaug.data.folder.data_format`).
     """
     text = str(data)
     if text == "fashion-mnist" or text.startswith("fashion-mnist:"):
@@ -46,8 +43,7 @@ def load_dataset(
         folder = folder / split
     elif split != "train":
         logger.warning("%s has no train/ and test/ folders: split %r reads all of its images", folder, split)
-    return ImageDataset.from_folder(folder, image_size=image_size or FOLDER_IMAGE_SIZE,
-                                    channels=channels or FOLDER_CHANNELS, progress=progress)
+    return ImageDataset.from_folder(folder, image_size=image_size, channels=channels, progress=progress)
 
 
 _SPLIT_NAMES = ("train", "test", "val", "valid", "validation")

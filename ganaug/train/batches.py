@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch.utils.data import DistributedSampler
 
@@ -10,18 +12,23 @@ from ganaug.nets.generator import SUPPORTED_RESOLUTIONS
 from ganaug.train.config import TrainConfig
 from ganaug.train.distributed import DistributedContext
 
-__all__ = ["EpochSampler", "prepare_images"]
+__all__ = ["EpochSampler", "nearest_resolution", "prepare_images"]
+
+
+def nearest_resolution(height: int, width: int) -> int:
+    """The supported resolution nearest the images' size (their geometric-mean side, compared on a log scale)."""
+    side = math.sqrt(height * width)
+    return min(SUPPORTED_RESOLUTIONS, key=lambda r: (abs(math.log(r / side)), r))
 
 
 def prepare_images(dataset: ImageDataset, config: TrainConfig) -> torch.Tensor:
-    """The dataset's images at ``config.resolution`` (default: theirs) and ``config.channels``: uint8 (N, C, R, R)."""
+    """The dataset's images at ``config.resolution`` and ``config.channels``: uint8 (N, C, R, R).
+
+    Defaults: the supported resolution nearest the images' size (:func:`nearest_resolution`;
+    28x28 stays 28, 16-256 px icons of median side 48 become 64) and the dataset's channels.
+    """
     height, width = dataset.image_size
-    resolution = config.resolution
-    if resolution is None:
-        if height != width or height not in SUPPORTED_RESOLUTIONS:
-            raise ValueError(f"the dataset's images are {height}x{width}; set TrainConfig.resolution to one of "
-                             f"{SUPPORTED_RESOLUTIONS}")
-        resolution = height
+    resolution = config.resolution or nearest_resolution(height, width)
     return convert_images(dataset.images, image_size=resolution, channels=config.channels or dataset.channels)
 
 

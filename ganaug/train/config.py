@@ -73,6 +73,9 @@ class TrainConfig:
     # side of the square the backbone sees, the main cost knob (default: 32 on a CPU, 256 on CUDA)
     backbone_input_size: int | None = None
     pretrain_epochs: int = 1  # epochs of backbone pretraining, when it is pretrained here on the training data
+    # at least this many steps of that pretraining (more epochs on small data, until held-out accuracy stops rising)
+    pretrain_min_steps: int = 400
+    pretrain_minutes: float = 3.0  # at most this long for that pretraining
     mixing_channels: int = 64  # output channels of the fixed random 1x1 mixing of each feature scale
     d_channels: int = 64  # width of each discriminator head
     # a discriminator head on the raw pixels, so that artifacts the frozen features miss are penalized
@@ -116,7 +119,7 @@ class TrainConfig:
         if self.channels is not None:
             check_channels("channels", self.channels)
         for name in ("z_dim", "embed_dim", "g_channels", "g_min_channels", "instance_neighbours", "bank_per_class",
-                     "pretrain_epochs", "mixing_channels", "d_channels", "checkpoint_every",
+                     "pretrain_epochs", "pretrain_min_steps", "mixing_channels", "d_channels", "checkpoint_every",
                      "sample_every", "samples_per_class", "log_every", "max_bad_steps"):
             check_positive_int(name, getattr(self, name))
         if self.backbone_input_size is not None:
@@ -124,7 +127,7 @@ class TrainConfig:
         check_int("batch_size", self.batch_size, low=2)
         check_int("max_restores", self.max_restores, low=0)
         check_int("ema_warmup", self.ema_warmup, low=1)
-        for name in ("lr_g", "lr_d"):
+        for name in ("lr_g", "lr_d", "pretrain_minutes"):
             check_number(name, getattr(self, name), 0.0, low_open=True)
         check_number("ema_decay", self.ema_decay, 0.0, 1.0, high_open=True)
         check_number("mode_seeking", self.mode_seeking, 0.0)

@@ -59,17 +59,20 @@ def train(dataset: ImageDataset, config: TrainConfig, run_dir: str | os.PathLike
     model on rank 0 only (None elsewhere).
 
     Args:
-        dataset: labelled images; resized to ``config.resolution`` if that is set.
+        dataset: labelled images: an :class:`ImageDataset`, or any map-style dataset of
+            ``(image, label)`` (a torchvision dataset, ``ImageFolder``, ``TensorDataset``...), read
+            once into memory (:meth:`ImageDataset.from_dataset`). Trained at ``config.resolution``,
+            by default the supported resolution nearest the images' size, and in their channels.
         config: the run's settings; ``config.steps`` and/or ``config.minutes`` set the budget.
         run_dir: where config, checkpoints, samples and metrics go.
         resume: continue the run in ``run_dir`` exactly where its last checkpoint left off.
         progress: show a progress bar (images/s, losses, ETA).
     """
     # --- the run directory and the config --------------------------------------------------------
-    if not isinstance(dataset, ImageDataset):
-        raise TypeError(f"dataset should be a ganaug ImageDataset, got {type(dataset).__name__}")
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config should be a TrainConfig, got {type(config).__name__}")
+    if not isinstance(dataset, ImageDataset):  # a torchvision or other map-style dataset: read once, into memory
+        dataset = ImageDataset.from_dataset(dataset, channels=config.channels, progress=progress)
     if len(dataset) < config.batch_size:
         raise ValueError(f"dataset has {len(dataset)} images, fewer than batch_size={config.batch_size}")
     run_dir = Path(run_dir)
@@ -93,6 +96,8 @@ def train(dataset: ImageDataset, config: TrainConfig, run_dir: str | os.PathLike
         # --- data ------------------------------------------------------------------------------------
         images, labels, classes = prepare_images(dataset, config), dataset.labels.clone(), dataset.classes
         resolution, channels, num_classes = images.shape[-1], images.shape[1], len(classes)
+        if context.is_main and not resume:
+            _announce_data(dataset, config, resolution, channels, progress)
         torch.manual_seed(config.seed)  # the same initial weights in every process
         if resume:
             run_info, changed = resumed_run_info(run_dir, config)
@@ -196,6 +201,21 @@ def train(dataset: ImageDataset, config: TrainConfig, run_dir: str | os.PathLike
         return None
     finally:
         context.close()
+
+
+def _announce_data(dataset: ImageDataset, config: TrainConfig, resolution: int, channels: int, progress: bool) -> None:
+    """Say what the run trains on, and where its size and channels came from (also in the run's config.json)."""
+    from tqdm.auto import tqdm
+
+    size = "TrainConfig.resolution" if config.resolution else f"nearest to the images' {dataset.image_size[0]}x" \
+        f"{dataset.image_size[1]}"
+    colour = "TrainConfig.channels" if config.channels else "the data's"
+    message = (f"training on {len(dataset)} images in {dataset.num_classes} classes at {resolution}x{resolution} "
+               f"({size}), {channels} channel{'s' if channels > 1 else ''} ({colour}); set resolution= and "
+               "channels= (--resolution, --channels) to change them")
+    logger.info(message)
+    if progress:
+        tqdm.write(message)
 
 
 def _train_step(index: torch.Tensor, images: torch.Tensor, labels: torch.Tensor,

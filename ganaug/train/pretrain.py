@@ -42,7 +42,10 @@ class PretrainConfig:
 
     model_name: str = "resnet18"  # timm model to train
     input_size: int = 32  # side of the square the network sees; on a CPU this sets the cost
-    epochs: int = 5  # training epochs
+    epochs: int = 5  # training epochs (at least; see min_steps)
+    # at least this many optimizer steps: small datasets get more epochs, until the held-out accuracy stops rising
+    min_steps: int = 0
+    patience: int = 5  # epochs without a better held-out accuracy after which the extra epochs of min_steps stop
     batch_size: int = 128  # images per step
     lr: float = 2e-3  # AdamW peak learning rate
     # share of the steps over which the learning rate rises linearly to ``lr`` (then falls as a cosine)
@@ -59,6 +62,8 @@ class PretrainConfig:
     def __post_init__(self) -> None:
         check_int("input_size", self.input_size, low=8)
         check_positive_int("epochs", self.epochs)
+        check_int("min_steps", self.min_steps, low=0)
+        check_positive_int("patience", self.patience)
         check_positive_int("batch_size", self.batch_size)
         check_number("val_fraction", self.val_fraction, 0.0, 1.0, low_open=True, high_open=True)
         check_number("lr", self.lr, 0.0, low_open=True)
@@ -152,7 +157,8 @@ def pretrain_extractor(
         std = torch.tensor(data_config["std"], device=device)
         optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
-        total_steps = steps_per_epoch * config.epochs
+        epochs = max(config.epochs, math.ceil(config.min_steps / steps_per_epoch))
+        total_steps = steps_per_epoch * epochs
         schedule = _warmup_cosine(max(1, int(total_steps * config.warmup_fraction)), total_steps)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
 
@@ -160,9 +166,9 @@ def pretrain_extractor(
         deadline = None if config.max_minutes is None else start + 60 * config.max_minutes
         history: list[dict] = []
         steps = 0
-        bar = tqdm(total=steps_per_epoch * config.epochs, desc=f"pretrain {config.model_name}", unit="batch",
-                   disable=not progress)
-        for epoch in range(config.epochs):
+        bar = tqdm(total=total_steps, desc=f"pretrain {config.model_name}", unit="batch", disable=not progress)
+        best, since_best = -1.0, 0
+        for epoch in range(epochs):
             model.train()
             order = torch.randperm(len(train_set), generator=generator)
             loss_sum, seen, batches = 0.0, 0, 0
@@ -191,6 +197,10 @@ def pretrain_extractor(
                             val_acc="none" if val_accuracy is None else f"{val_accuracy:.3f}")
             if deadline is not None and time.monotonic() > deadline:
                 break
+            if val_accuracy is not None:
+                best, since_best = (val_accuracy, 0) if val_accuracy > best else (best, since_best + 1)
+                if epoch + 1 >= config.epochs and since_best >= config.patience:  # the extra epochs stopped helping
+                    break
     bar.close()
     seconds = time.monotonic() - start
 
