@@ -19,13 +19,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from PIL import Image
 
 import ganaug
-from ganaug._util.checkpoint_file import CheckpointError, read_checkpoint
+from ganaug._util.checkpoint_file import CheckpointError
 from ganaug._util.files import TEMP_SUFFIX
-from ganaug._util.model_files import CHECKPOINT_FORMAT
 from ganaug.train.checkpoint import read_training_checkpoint
+from ganaug.train.run_dir import verify_run
 
 sys.path.insert(0, os.path.dirname(__file__))
 from test_training import tiny_config  # noqa: E402
@@ -73,23 +72,20 @@ def _kill_at_a_random_moment(process: subprocess.Popen, run: Path, rng: random.R
     assert process.returncode == -signal.SIGKILL
 
 
-def _check_run_files(run: Path, allow_torn_metrics_line: bool) -> list[int]:
-    """Every file a run keeps is whole; returns the metrics' steps."""
-    read_checkpoint(run / "checkpoint.safetensors", CHECKPOINT_FORMAT)
-    if (run / "checkpoint.prev.safetensors").exists():
-        read_checkpoint(run / "checkpoint.prev.safetensors", CHECKPOINT_FORMAT)
-    json.loads((run / "config.json").read_text())
-    read_checkpoint(run / "instance_features.safetensors", CHECKPOINT_FORMAT)
-    for png in (run / "samples").glob("*.png"):
-        with Image.open(png) as image:
-            image.verify()
+def _check_run_files(run: Path, after_kill: bool) -> list[int]:
+    """Every file a run keeps is whole (a kill may leave a torn metrics line and a temporary, which a resume
+    repairs); returns the metrics' steps."""
+    repaired_by_resume = ("torn line", "temporary left by a killed writer")
+    problems = [p for p in verify_run(run) if not (after_kill and any(r in p for r in repaired_by_resume))]
+    assert problems == []
     lines = (run / "metrics.jsonl").read_text().splitlines()
-    if allow_torn_metrics_line and lines:
+    steps = []
+    for line in lines:
         try:
-            json.loads(lines[-1])
+            steps.append(json.loads(line)["step"])
         except json.JSONDecodeError:
-            lines = lines[:-1]  # a kill while appending; the resume drops it
-    return [json.loads(line)["step"] for line in lines]
+            assert after_kill and line is lines[-1]
+    return steps
 
 
 def test_repeated_kill_minus_nine_then_resume(extractor_file, tmp_path):
@@ -99,7 +95,7 @@ def test_repeated_kill_minus_nine_then_resume(extractor_file, tmp_path):
     for kill in range(3):
         _kill_at_a_random_moment(process, run, rng, after_step=steps_seen[-1] if steps_seen else 1)
         steps_seen.append(_checkpoint_step(run))
-        _check_run_files(run, allow_torn_metrics_line=True)
+        _check_run_files(run, after_kill=True)
         if kill < 2:
             process = _start(run, extractor_file, resume=True)
     assert steps_seen == sorted(steps_seen) and steps_seen[-1] > steps_seen[0], steps_seen  # never backwards
@@ -108,10 +104,11 @@ def test_repeated_kill_minus_nine_then_resume(extractor_file, tmp_path):
                          tiny_config(steps=steps_seen[-1] + 2, checkpoint_every=1, sample_every=1,
                                      backbone_weights=str(extractor_file)), run, resume=True, progress=False)
     assert final.info["step"] == steps_seen[-1] + 2
-    metrics_steps = _check_run_files(run, allow_torn_metrics_line=False)
+    metrics_steps = _check_run_files(run, after_kill=False)
     assert metrics_steps == sorted(set(metrics_steps)), "a resume left steps from after its checkpoint"
     assert metrics_steps[-1] == steps_seen[-1] + 2
     assert not list(run.rglob(f"*{TEMP_SUFFIX}")), "a resume removes what a killed process left half-written"
+    assert verify_run(run) == []
     loaded = ganaug.GANAug.from_pretrained(run)
     assert loaded.info["step"] == steps_seen[-1] + 2
     assert loaded.sample(4, seed=0).shape == (4, 1, 28, 28)

@@ -36,6 +36,7 @@ __all__ = [
     "resumed_run_info",
     "save_samples",
     "truncate_metrics",
+    "verify_run",
     "write_run_info",
 ]
 
@@ -144,3 +145,46 @@ def save_samples(run_dir: Path, images: torch.Tensor, step: int, per_row: int) -
     """Write a grid of uint8 (N, C, R, R) samples as ``samples/step_<step>.png``, ``per_row`` per row."""
     scale = max(1, GRID_SIDE // images.shape[-1])
     return save_image_grid(images, run_dir / SAMPLES_DIR / f"step_{step:07d}.png", nrow=per_row, scale=scale)
+
+
+def verify_run(run_dir: str | Path) -> list[str]:
+    """Check that every file of a run is whole; returns the problems found (none: an empty list).
+
+    Reads every checkpoint's tensors (checking their CRC-32), ``config.json``, the sample grids
+    and the metrics; a torn last metrics line (a kill while appending) and the temporaries of a
+    killed writer are reported too, though a resume repairs both.
+    """
+    from PIL import Image
+
+    from ganaug._util.checkpoint_file import CheckpointError, previous_path, read_checkpoint
+    from ganaug._util.files import TEMP_SUFFIX
+
+    run_dir = Path(run_dir)
+    problems: list[str] = []
+    checkpoint = run_dir / RUN_CHECKPOINT_FILE
+    for path in (checkpoint, previous_path(checkpoint), run_dir / INSTANCE_FILE):
+        if path.is_file() or path == checkpoint:
+            try:
+                read_checkpoint(path, CHECKPOINT_FORMAT)
+            except CheckpointError as error:
+                problems.append(str(error))
+    try:
+        json.loads((run_dir / CONFIG_FILE).read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        problems.append(f"{CONFIG_FILE}: {error}")
+    for grid in sorted((run_dir / SAMPLES_DIR).glob("*.png")):
+        try:
+            with Image.open(grid) as image:
+                image.verify()
+        except Exception as error:  # noqa: BLE001 - PIL raises many types for damaged files
+            problems.append(f"{grid.name}: {error}")
+    lines = (run_dir / METRICS_FILE).read_text().splitlines() if (run_dir / METRICS_FILE).is_file() else []
+    steps = [_metrics_step(line) for line in lines]
+    if any(step is None for step in steps):
+        problems.append(f"{METRICS_FILE}: {sum(step is None for step in steps)} torn line(s)")
+    whole = [step for step in steps if step is not None]
+    if whole != sorted(set(whole)):
+        problems.append(f"{METRICS_FILE}: steps repeat or go back")
+    problems.extend(f"temporary left by a killed writer: {tmp.relative_to(run_dir)}"
+                    for tmp in run_dir.rglob(f".*{TEMP_SUFFIX}"))
+    return problems
