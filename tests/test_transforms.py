@@ -358,7 +358,7 @@ def _worker_streams(dataset, context, seed, worker_init_fn):
     return streams
 
 
-@pytest.mark.parametrize("context", ["fork", "spawn"])
+@pytest.mark.parametrize("context", ["fork"])  # spawn and forkserver: tests/test_concurrency.py
 @pytest.mark.parametrize("adapter", ["albumentations", "torchvision"])
 def test_dataloader_workers_are_seeded_and_differ(tiny_run, context, adapter):
     if adapter == "albumentations":
