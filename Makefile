@@ -18,8 +18,9 @@ $(STAMP): pyproject.toml constraints.txt
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-demo: $(STAMP)
-	$(BIN)/ganaug demo --out demo_out
+demo:  # installs first when needed, and says what the whole target took, the venv and install included
+	@start=$$(date +%s); $(MAKE) --no-print-directory install && $(BIN)/ganaug demo --out demo_out && \
+	echo "make demo took $$(( $$(date +%s) - start )) s in all (venv and install included)"
 
 lint: $(STAMP)
 	$(BIN)/ruff check ganaug tests benchmarks scripts

@@ -26,6 +26,7 @@ from torchvision.transforms import v2
 import ganaug
 from ganaug import albumentations as gan_albumentations
 from ganaug import transforms as gan_transforms
+from ganaug.sampling.sample_bank import SampleBank
 
 MODES = ("replace", "mix", "variant")
 BANK = dict(bank_size=3, refresh_every=4, refresh_size=8, bank_seed=7)  # a refresh every 4 draws
@@ -123,27 +124,55 @@ def test_memory_stays_bounded_while_the_banks_refresh(runs):
             assert last - middle < 16 * 2**20, (context, worker, middle, last)
 
 
+def _in_threads(work, num: int = 8, timeout: float = 120) -> None:
+    """Run ``work(i)`` for i in range(num) in threads started together; fail on any error or a thread still alive."""
+    start, errors = threading.Barrier(num), []
+
+    def guarded(i):
+        try:
+            start.wait()
+            work(i)
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=guarded, args=(i,)) for i in range(num)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+    assert not errors and not any(thread.is_alive() for thread in threads), errors
+
+
 def test_threads_sampling_one_model_at_once_get_what_they_would_alone(tiny_run):
     gan = ganaug.GANAug.from_pretrained(tiny_run)
     expected = {seed: gan.sample(12, seed=seed) for seed in range(8)}
     expected_like = gan.sample_like(expected[0][:4], seed=3)
-    results, errors = {}, []
-    start = threading.Barrier(8)
+    results = {}
 
     def work(seed):
-        try:
-            start.wait()
-            for _ in range(3):
-                results[seed] = gan.sample(12, seed=seed)
-                results[seed, "like"] = gan.sample_like(expected[0][:4], seed=3)
-        except Exception as error:  # noqa: BLE001 - reported below
-            errors.append(error)
+        for _ in range(3):
+            results[seed] = gan.sample(12, seed=seed)
+            results[seed, "like"] = gan.sample_like(expected[0][:4], seed=3)
 
-    threads = [threading.Thread(target=work, args=(seed,)) for seed in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
-    assert not errors and not any(thread.is_alive() for thread in threads)
+    _in_threads(work)
     assert all(torch.equal(results[seed], expected[seed]) for seed in range(8))
     assert all(torch.equal(results[seed, "like"], expected_like) for seed in range(8))
+
+
+def test_threads_calling_one_albumentations_transform_fill_its_bank_once(tiny_run, monkeypatch):
+    """The bank is made with the transform and fills under its lock: threads do not each fill their own."""
+    generated = []
+    real_generate = SampleBank._generate
+
+    def counting(self, slots):
+        generated.append(len(slots))
+        return real_generate(self, slots)
+
+    monkeypatch.setattr(SampleBank, "_generate", counting)
+    augment = gan_albumentations.GANAugment(tiny_run, mode="replace", p=1.0, bank_size=4, refresh_every=None,
+                                            refresh_size=8)
+    image = np.zeros((28, 28), np.uint8)
+    results = []
+    _in_threads(lambda seed: results.append(A.Compose([augment], seed=seed)(image=image, class_label=seed % 10)))
+    assert len(results) == 8
+    assert sum(generated) == 10 * 4  # one bank of 4 per class, not one per thread

@@ -27,7 +27,6 @@ from ganaug._util.checkpoint_file import CheckpointError, read_checkpoint, write
 from ganaug._util.model_files import CHECKPOINT_FORMAT
 from ganaug._util.network import DownloadError, download_file
 from ganaug.sampling.lazy import LazyGAN
-from ganaug.sampling.sample_bank import SampleBank
 
 # --- downloads that stall --------------------------------------------------------------------------
 
@@ -166,35 +165,6 @@ def test_a_lazy_model_works_in_workers_forked_while_its_lock_was_held(tiny_run):
     with lazy._lock:  # as when another thread of the parent is loading the model at the moment of fork
         iterator = iter(loader)  # the worker forks here
     assert list(iterator) == [10, 10]  # before the fix: the worker waited on its copy of the held lock
-
-
-def test_threads_calling_one_albumentations_transform_fill_its_bank_once(tiny_run, monkeypatch):
-    generated = []
-    real_generate = SampleBank._generate
-
-    def counting(self, slots):
-        generated.append(len(slots))
-        return real_generate(self, slots)
-
-    monkeypatch.setattr(SampleBank, "_generate", counting)
-    augment = gan_albumentations.GANAugment(tiny_run, mode="replace", p=1.0, bank_size=4, refresh_every=None,
-                                            refresh_size=8)
-    image = np.zeros((28, 28), np.uint8)
-    results, errors = [], []
-
-    def call(seed):
-        try:
-            results.append(A.Compose([augment], seed=seed)(image=image, class_label=seed % 10)["image"])
-        except Exception as error:  # noqa: BLE001 - reported below
-            errors.append(error)
-
-    threads = [threading.Thread(target=call, args=(seed,)) for seed in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    assert not errors and len(results) == 8
-    assert sum(generated) == 10 * 4  # one bank of 4 per class, not one per thread
 
 
 # --- float images out of range ---------------------------------------------------------------------
