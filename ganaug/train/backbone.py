@@ -90,9 +90,10 @@ def _report_pretraining(config: TrainConfig, dataset: ImageDataset, result: Any,
 
     message = (f"pretrained {config.backbone} on the training data: {held_out_text(result.val_accuracy)} "
                f"({result.steps} steps, {result.epochs} epochs, {result.seconds:.0f} s)")
-    logger.info(message)
-    if progress:
+    if progress:  # once: on the console beside the progress bars, else in the log
         tqdm.write(message)
+    else:
+        logger.info(message)
     chance = 1 / dataset.num_classes
     if result.val_accuracy is not None and result.val_accuracy < NEAR_CHANCE * chance:
         logger.warning("the backbone's held-out accuracy %.3f is near chance (%.3f): the discriminator will look "

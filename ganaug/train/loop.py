@@ -213,9 +213,10 @@ def _announce_data(dataset: ImageDataset, config: TrainConfig, resolution: int, 
     message = (f"training on {len(dataset)} images in {dataset.num_classes} classes at {resolution}x{resolution} "
                f"({size}), {channels} channel{'s' if channels > 1 else ''} ({colour}); set resolution= and "
                "channels= (--resolution, --channels) to change them")
-    logger.info(message)
-    if progress:
+    if progress:  # once: on the console beside the progress bars, else in the log
         tqdm.write(message)
+    else:
+        logger.info(message)
 
 
 def _train_step(index: torch.Tensor, images: torch.Tensor, labels: torch.Tensor,
