@@ -8,7 +8,7 @@ are uint8 in [0, 255] or float in [0, 1]; synthetic images are uint8.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -52,9 +52,10 @@ def check_hole_ranges(num_holes_range: object, hole_height_range: object, hole_w
             check_pair("hole_width_range", hole_width_range, 0.0, 1.0, low_open=True))
 
 
-@dataclass(frozen=True)
-class AugmentParams:
+class AugmentParams(NamedTuple):
     """The random draws of one call, made before the images are touched (so they can be replayed).
+
+    A named tuple, not a dataclass: a per-sample transform makes two a call, and this is cheaper.
 
     Attributes:
         positions: bank positions, one per image ("replace" and "mix" from the bank).

@@ -79,6 +79,8 @@ class SampleBank:
         self._thread: threading.Thread | None = None
         self._wanted = threading.Event()
         self._stop = threading.Event()
+        self._numpy: np.ndarray | None = None  # draw_one's view of _images (see there)
+        self._numpy_of: torch.Tensor | None = None
 
     def _check_process(self) -> None:
         if os.getpid() != self._pid:  # forked: the parent's lock, thread and seed stream are not ours
@@ -86,7 +88,8 @@ class SampleBank:
 
     def __getstate__(self) -> dict:
         return {k: v for k, v in self.__dict__.items()
-                if k not in ("_lock", "_seeds", "_thread", "_wanted", "_stop", "_pid", "_owns_images")}
+                if k not in ("_lock", "_seeds", "_thread", "_wanted", "_stop", "_pid", "_owns_images", "_numpy",
+                             "_numpy_of")}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
@@ -217,7 +220,10 @@ class SampleBank:
         else:
             position = int(torch.randint(self.size_per_class, (1,), generator=rng))
         with self._lock:
-            image = self._images.numpy()[label, position].copy()
+            images = self._images
+            if self._numpy_of is not images:  # a numpy view of the bank, made again when the bank is replaced
+                self._numpy, self._numpy_of = images.numpy(), images
+            image = self._numpy[label, position].copy()
         self._count_draws(1)
         return image
 
