@@ -122,15 +122,18 @@ def read_image_folder(root: str | os.PathLike, image_size: int | tuple[int, int]
             found_size, found_channels = data_format(sizes, modes)
             image_size = image_size or found_size
             channels = channels or found_channels
+        else:  # not one header could be read: nothing to decode either
+            skipped += [path for path, _ in files]
+            files = []
     images, labels = [], []
+    height, width = image_size or (0, 0)
     for path, label in tqdm(files, desc=f"reading {root.name}", disable=not progress, unit="img"):
         try:
             with Image.open(path) as img:
                 img = to_channels(ImageOps.exif_transpose(img), channels)
-                height, width = image_size
                 img = ImageOps.fit(img, (width, height), method=Image.Resampling.BICUBIC)
                 array = np.asarray(img, dtype=np.uint8)
-        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError, SyntaxError, TypeError):
+        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError, SyntaxError):
             skipped.append(path)
             continue
         images.append(torch.from_numpy(array.reshape(height, width, channels).copy()).permute(2, 0, 1))

@@ -81,7 +81,6 @@ def _chw_uint8(image: Any, name: str) -> torch.Tensor:
     import PIL.Image
 
     if isinstance(image, PIL.Image.Image):
-        image.load()
         converted = to_channels(image, 1 if is_gray(image.mode) else 3)
         array = np.asarray(converted, dtype=np.uint8)
         return torch.from_numpy(array.reshape(array.shape[0], array.shape[1], -1).copy()).permute(2, 0, 1)
@@ -102,6 +101,8 @@ def _chw_uint8(image: Any, name: str) -> torch.Tensor:
     if tensor.shape[0] not in (1, 3, 4):
         raise ValueError(f"{name} should have 1, 3 or 4 (RGBA) channels, got shape {tuple(tensor.shape)}")
     if tensor.dtype == torch.uint8:
+        if tensor.shape[0] != 4:
+            return tensor.contiguous()
         tensor = tensor.float() / 255
     elif tensor.is_floating_point():
         check_float_values(name, tensor)
