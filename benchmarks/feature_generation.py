@@ -191,23 +191,23 @@ def load_setting(extractor_data: str = "long-tailed", extractor_file: Path | str
         extractor = ganaug.FeatureExtractor(IMAGENET_MODEL, pretrained=True, input_size=input_size)
         info = {"model": IMAGENET_MODEL, "weights": "ImageNet-1k (installed package)", "input_size": input_size}
         tag = f"{IMAGENET_MODEL}_{input_size}"
-    elif extractor_file is None:
-        disjoint = extractor_data == "disjoint"
-        extractor_file = CACHE / ("resnet10t_disjoint_longtailed.safetensors" if disjoint
-                                  else "resnet10t_longtailed.safetensors")
-        pretrain_data = long_tailed_subset(train, counts, skip=counts) if disjoint else data
-        described = ("a second long-tailed set of other images (same counts), never the head's training images"
-                     if disjoint else "the long-tailed training set only")
-        if not extractor_file.is_file():
-            epochs = math.ceil(30_000 / len(pretrain_data))
-            result = ganaug.pretrain_extractor(pretrain_data, extractor_file, model_name="resnet10t", input_size=32,
-                                               epochs=epochs, progress=False)
-            print(f"extractor pretrained on {described}: held-out accuracy {result.val_accuracy:.3f} "
-                  f"({result.seconds:.0f} s)", flush=True)
-        info = {"file": str(extractor_file.relative_to(ROOT)), "data": described}
     else:
-        info = {"file": str(extractor_file)}
-    if extractor_file != "imagenet":
+        if extractor_file is None:
+            disjoint = extractor_data == "disjoint"
+            extractor_file = CACHE / ("resnet10t_disjoint_longtailed.safetensors" if disjoint
+                                      else "resnet10t_longtailed.safetensors")
+            pretrain_data = long_tailed_subset(train, counts, skip=counts) if disjoint else data
+            described = ("a second long-tailed set of other images (same counts), never the head's training images"
+                         if disjoint else "the long-tailed training set only")
+            if not extractor_file.is_file():
+                epochs = math.ceil(30_000 / len(pretrain_data))
+                result = ganaug.pretrain_extractor(pretrain_data, extractor_file, model_name="resnet10t",
+                                                   input_size=32, epochs=epochs, progress=False)
+                print(f"extractor pretrained on {described}: held-out accuracy {result.val_accuracy:.3f} "
+                      f"({result.seconds:.0f} s)", flush=True)
+            info = {"file": str(extractor_file.relative_to(ROOT)), "data": described}
+        else:
+            info = {"file": str(extractor_file)}
         extractor = ganaug.FeatureExtractor("resnet10t", pretrained=extractor_file)
         tag = Path(extractor_file).stem
     train_x, train_y = extract_features(data, extractor, cache=CACHE / f"{tag}_train.safetensors", progress=False)

@@ -70,7 +70,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from eval_classifier import features, load_or_train_eval_classifier, predict  # noqa: E402
 
 import ganaug  # noqa: E402
-from ganaug._util.files import save_image_grid  # noqa: E402
+from ganaug._util.files import atomic_path, save_image_grid  # noqa: E402
 from ganaug.albumentations import GANAugment  # noqa: E402
 from ganaug.eval.metrics import frechet_distance, precision_recall_density_coverage  # noqa: E402
 
@@ -386,8 +386,7 @@ def image_quality(images: torch.Tensor, labels: torch.Tensor, evaluator, test_fe
 
 def bank_quality(run: Path, keep: str, evaluator, test_features: torch.Tensor) -> dict:
     """Quality of what a sample bank of 500 per class holds (``keep`` as the drop-in uses it)."""
-    bank = ganaug.SampleBank(run, size_per_class=500, refresh_every=None, device="cpu", seed=1)
-    bank.keep = keep
+    bank = ganaug.SampleBank(run, size_per_class=500, refresh_every=None, device="cpu", seed=1, keep=keep)
     images = bank.images  # (classes, 500, C, H, W)
     labels = torch.arange(images.shape[0]).repeat_interleave(images.shape[1])
     return image_quality(images.flatten(0, 1), labels, evaluator, test_features)
@@ -425,9 +424,8 @@ def gain_text(gain: dict | None) -> str:
 
 def write(results: dict, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(results, indent=2))
-    temporary.replace(path)
+    with atomic_path(path) as temporary:
+        temporary.write_text(json.dumps(results, indent=2))
 
 
 # --- the three studies --------------------------------------------------------------------------
@@ -447,14 +445,15 @@ def main_table(args, train, test, evaluator, test_features, classifier: Classifi
             if any(a.kind in ("gan", "expand", "cas") for a in arms):
                 run = args.cache / f"k{k}_s{s}"
                 gan = train_gan(data, run, args)
-                gan.update(image_quality_of_run(run, evaluator, test_features))
+                model = ganaug.GANAug.from_pretrained(run, device="cpu")
+                gan.update(image_quality_of_model(model, evaluator, test_features))
                 keeps = sorted({a.settings["keep"] for a in arms if "keep" in a.settings})
                 gan["banks"] = {keep: bank_quality(run, keep, evaluator, test_features) for keep in keeps}
                 setting["gans"].append(gan)
                 print(f"k={k} s={s}: GAN FD {gan['fd']:.2f} recall {gan['recall']:.3f} coverage "
                       f"{gan['coverage']:.3f} label acc {gan['label_accuracy']:.3f}", flush=True)
                 if s == 0:
-                    sample_grid(data, run, IMAGES / f"usefulness_k{k}_samples.png")
+                    sample_grid(data, model, IMAGES / f"usefulness_k{k}_samples.png")
             setting["real_images"].append(image_quality(data.images, data.labels, evaluator, test_features))
             for arm in arms:
                 start = time.monotonic()
@@ -466,14 +465,12 @@ def main_table(args, train, test, evaluator, test_features, classifier: Classifi
     return results
 
 
-def image_quality_of_run(run: Path, evaluator, test_features) -> dict:
-    gan = ganaug.GANAug.from_pretrained(run, device="cpu")
+def image_quality_of_model(gan: ganaug.GANAug, evaluator, test_features) -> dict:
     labels = torch.arange(10).repeat_interleave(500)
     return image_quality(gan.sample(len(labels), labels=labels, seed=1), labels, evaluator, test_features)
 
 
-def sample_grid(data: ganaug.ImageDataset, run: Path, path: Path) -> None:
-    gan = ganaug.GANAug.from_pretrained(run, device="cpu")
+def sample_grid(data: ganaug.ImageDataset, gan: ganaug.GANAug, path: Path) -> None:
     save_image_grid(torch.cat([data.images[data.labels == c][:5] for c in range(10)]
                               + [gan.sample(50, labels=torch.arange(10).repeat_interleave(5), seed=2)]),
                     path, nrow=10, scale=2)
