@@ -9,7 +9,10 @@
    sample bank is filled in the main process before the DataLoader starts, as
    docs/pipelines.md recommends, and refreshed inside the workers as they draw from it.
    "variant" runs the feature network and the generator for every augmented image; it is
-   measured once, on ``--variant-images`` images.
+   measured once, on ``--variant-images`` images. "batch-MODE" (e.g. "batch-variant") runs
+   ``ganaug.transforms.GANAugment(mode=MODE)`` in batch mode after the DataLoader instead, in
+   the main process (one generator pass per batch), then normalizes there: the workers run the
+   chain without its normalization. It is measured in turn with the others.
 2. Raw generation: images/s of ``GANAug.sample`` at batch 256, as a fraction of the fp32 matmul
    FLOP/s measured in the same run (generator FLOPs counted by torch's FlopCounterMode); target
    >= 50%. The textbook conditional DCGAN generator (benchmarks/cdcgan.py) is measured the same
@@ -80,31 +83,41 @@ class TorchvisionDataset(Dataset):
         return self.transform(self.images[index], int(self.labels[index]))
 
 
-def albumentations_chain(extra: list) -> A.Compose:
+def albumentations_chain(extra: list, normalize: bool = True) -> A.Compose:
+    """The chain; ``normalize=False`` ends on uint8 tensors (for a batch transform after the loader)."""
     return A.Compose([
         A.HorizontalFlip(p=0.5),
         A.Affine(scale=(0.9, 1.1), translate_percent=(-0.08, 0.08), rotate=(-10, 10), p=0.7),
         A.RandomBrightnessContrast(p=0.5),
         *extra,
-        A.Normalize(mean=(MEAN,), std=(STD,)),
+        *([A.Normalize(mean=(MEAN,), std=(STD,))] if normalize else []),
         ToTensorV2(),
     ], seed=0)
 
 
-def torchvision_chain(extra: list) -> v2.Compose:
+def torchvision_chain(extra: list, normalize: bool = True) -> v2.Compose:
+    """The chain; ``normalize=False`` ends on uint8 tensors (for a batch transform after the loader)."""
     return v2.Compose([
         v2.RandomHorizontalFlip(p=0.5),
         v2.RandomApply([v2.RandomAffine(degrees=10, translate=(0.08, 0.08), scale=(0.9, 1.1))], p=0.7),
         v2.RandomApply([v2.ColorJitter(brightness=0.2, contrast=0.2)], p=0.5),
         *extra,
-        v2.ToDtype(torch.float32, scale=True),
-        v2.Normalize(mean=(MEAN,), std=(STD,)),
+        *([v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean=(MEAN,), std=(STD,))] if normalize else []),
     ])
 
 
+def normalized(images: torch.Tensor) -> torch.Tensor:
+    """What the chain's own normalization makes of uint8 (or [0, 1] float) images."""
+    x = images.float() / 255 if images.dtype == torch.uint8 else images
+    return (x - MEAN) / STD
+
+
 def loader_throughput(dataset: Dataset, epochs: int, batch_size: int, workers: int, seed: int,
-                      worker_init_fn=None) -> dict:
-    """Images/s through a DataLoader over ``epochs`` epochs (the first, with worker start-up, included)."""
+                      worker_init_fn=None, after=None) -> dict:
+    """Images/s through a DataLoader over ``epochs`` epochs (the first, with worker start-up, included).
+
+    ``after(images, labels)``, when given, runs on every batch in this process (and is timed).
+    """
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=workers,
                         persistent_workers=workers > 0, worker_init_fn=worker_init_fn,
                         generator=torch.Generator().manual_seed(seed))
@@ -113,7 +126,9 @@ def loader_throughput(dataset: Dataset, epochs: int, batch_size: int, workers: i
     count = 0
     for _ in range(epochs):
         epoch_start = time.perf_counter()
-        for images, _labels in loader:
+        for images, labels in loader:
+            if after is not None:
+                images = after(images, labels)
             count += len(images)
         epoch_seconds.append(time.perf_counter() - epoch_start)
     seconds = time.perf_counter() - start
@@ -190,7 +205,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--p", type=float, default=0.5)
-    parser.add_argument("--modes", default="replace,mix,variant", help="GANAugment modes to measure")
+    parser.add_argument("--modes", default="replace,mix,variant,batch-variant", help="GANAugment modes to measure")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N training images")
     parser.add_argument("--refresh-every", type=int, default=None,
                         help="bank refresh period (default: the transform's)")
@@ -217,15 +232,23 @@ def main() -> None:
 
     # 1. Pipelines: the chain alone and with GANAugment, measured in turn, --repeats times (medians).
     for pipeline in ("albumentations", "torchvision"):
-        def make(extra: list, pipeline: str = pipeline) -> Dataset:
+        def make(extra: list, pipeline: str = pipeline, normalize: bool = True) -> Dataset:
             if pipeline == "albumentations":
-                return AlbumentationsDataset(images_np, labels_np, albumentations_chain(extra))
-            return TorchvisionDataset(train.images, train.labels, torchvision_chain(extra))
+                return AlbumentationsDataset(images_np, labels_np, albumentations_chain(extra, normalize))
+            return TorchvisionDataset(train.images, train.labels, torchvision_chain(extra, normalize))
 
         adapter = gan_albumentations if pipeline == "albumentations" else gan_transforms
         init = gan_albumentations.worker_init_fn if pipeline == "albumentations" else None  # v2 needs none
         datasets = {"chain alone": make([])}
+        afters = {}
         for mode in modes:
+            if mode.startswith("batch-"):  # after the loader, in this process: the workers run the chain only
+                batch_augment = gan_transforms.GANAugment(model, mode=mode.removeprefix("batch-"), p=args.p,
+                                                          device="cpu")
+                name = f"+ GANAugment {mode.removeprefix('batch-')}, batch mode after the loader"
+                datasets[name] = make([], normalize=False)
+                afters[name] = lambda images, labels, a=batch_augment: normalized(a(images, labels)[0])
+                continue
             augment = adapter.GANAugment(model, mode=mode, p=args.p, device="cpu", **bank)
             if mode != "variant":
                 augment.bank.fill()  # before the workers start: they share it
@@ -235,7 +258,7 @@ def main() -> None:
             for name, dataset in datasets.items():
                 if not name.endswith("variant"):
                     runs[name].append(loader_throughput(dataset, args.epochs, args.batch_size, args.workers,
-                                                        args.seed, init))
+                                                        args.seed, init, afters.get(name)))
         for name, dataset in datasets.items():  # variant runs the feature network per image: one shorter run
             if name.endswith("variant"):
                 subset = torch.utils.data.Subset(dataset, range(min(args.variant_images, len(dataset))))

@@ -208,39 +208,3 @@ def test_loading_a_model_leaves_the_global_rng_alone(tiny_run):
     torch.manual_seed(0)
     GANAug.from_pretrained(tiny_run, device="cpu")
     assert torch.equal(torch.rand(3), expected)
-
-
-def test_keep_agreeing_remakes_samples_the_real_images_vote_against(tiny_run, monkeypatch):
-    plain = SampleBank(tiny_run, size_per_class=4, refresh_every=None, device="cpu", seed=3).fill().images
-    bank = SampleBank(tiny_run, size_per_class=4, refresh_every=None, device="cpu", seed=3, keep="agreeing",
-                      max_tries=3)
-    gan = bank.gan
-    calls = []
-
-    def votes(features, k=5):  # every class but 2 agrees at once; class 2 never does
-        calls.append(len(features))
-        truth = torch.tensor(voted.pop(0))
-        return torch.nn.functional.one_hot(truth, num_classes=10)
-
-    monkeypatch.setattr(gan, "class_votes", votes)
-    labels = (torch.arange(40) % 10)  # slot-major: slot s is class s % 10
-    first = torch.where(labels == 2, 0, labels).tolist()
-    voted = [first[:32], [0] * 3, first[32:], [0]]  # the bank fills in generator batches of refresh_size=64
-    bank.refresh_size = 32
-    images = bank.fill().images
-    assert calls == [32, 3, 8, 1]  # tries 1 and 2 are voted on; the third (last) try is kept unvoted
-    others = [c for c in range(10) if c != 2]
-    # agreeing samples of the first batch are the plain bank's (later batches' seeds come after the redone ones)
-    assert torch.equal(images[others, :3], plain[others, :3])
-    assert not torch.equal(images[2], plain[2])  # the disagreeing ones were made again from other seeds
-
-
-def test_keep_is_checked_and_needs_the_feature_network(tiny_run):
-    with pytest.raises(ValueError, match="keep should be one of"):
-        SampleBank(tiny_run, keep="best")
-    with pytest.raises(ValueError, match="max_tries"):
-        SampleBank(tiny_run, max_tries=0)
-    bank = SampleBank(tiny_run, size_per_class=1, device="cpu", keep="agreeing")
-    bank.gan.extractor = None
-    with pytest.raises(ValueError, match="needs a model with its feature network"):
-        bank.fill()

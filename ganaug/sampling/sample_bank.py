@@ -34,8 +34,6 @@ from ganaug.sampling.lazy import LazyGAN
 
 __all__ = ["SampleBank"]
 
-KEEP = ("all", "agreeing")
-
 
 class SampleBank:
     """Per-class synthetic images for augmentation, refreshed as they are drawn.
@@ -54,20 +52,11 @@ class SampleBank:
             with the worker's seed, so workers (and epochs) differ and a DataLoader with a seeded
             ``generator`` is reproducible. None: drawn from torch's global RNG.
         truncation: in (0, 1]; noise scale of the samples.
-        keep: "all" keeps every sample; "agreeing" keeps only samples whose class, by a
-            nearest-neighbour vote among the real training images' features (the model's
-            instance bank), is the class they were generated for: a disagreeing sample is made
-            again from a new seed, up to ``max_tries`` times, and the last try is kept.
-        max_tries: generations per slot under ``keep="agreeing"``.
     """
 
     def __init__(self, model: str | os.PathLike | GANAug, size_per_class: int = 128, refresh_every: int | None = 4096,
                  refresh_size: int = 64, background: bool = False, device: str = "auto", seed: int | None = None,
-                 truncation: float = 1.0, keep: str = "all", max_tries: int = 4):
-        if keep not in KEEP:
-            raise ValueError(f"keep should be one of {KEEP}, got {keep!r}")
-        self.keep = keep
-        self.max_tries = check_positive_int("max_tries", max_tries)
+                 truncation: float = 1.0):
         self.size_per_class = check_positive_int("size_per_class", size_per_class)
         self.refresh_every = None if refresh_every is None else check_positive_int("refresh_every", refresh_every)
         self.refresh_size = check_positive_int("refresh_size", refresh_size)
@@ -141,18 +130,7 @@ class SampleBank:
         """Fresh images for flat slot numbers (slot-major): uint8 (len(slots), C, H, W)."""
         gan = self.gan
         labels = slots % gan.num_classes
-        images = gan.sample_seeded(labels, self._next_seeds(len(slots)), truncation=self.truncation)
-        if self.keep == "agreeing":
-            if gan.extractor is None or gan.bank_features is None:
-                raise ValueError('keep="agreeing" needs a model with its feature network and instance bank')
-            redo = torch.arange(len(slots))
-            for _ in range(self.max_tries - 1):
-                votes = gan.class_votes(gan.embed(images[redo]))
-                redo = redo[votes.argmax(dim=1) != labels[redo]]
-                if len(redo) == 0:
-                    break
-                images[redo] = gan.sample_seeded(labels[redo], self._next_seeds(len(redo)), truncation=self.truncation)
-        return images
+        return gan.sample_seeded(labels, self._next_seeds(len(slots)), truncation=self.truncation)
 
     # --- filling and drawing --------------------------------------------------------------------
 
