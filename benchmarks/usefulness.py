@@ -14,8 +14,10 @@ Protocol (issue #17):
   - ``none``: real images, no augmentation;
   - ``standard``: HorizontalFlip + Affine (shift 10%, scale 0.9-1.1, rotate 10 degrees);
   - ``strong``: horizontal flip + torchvision ``v2.TrivialAugmentWide``;
-  - ``gan [mode=replace] [p=0.5] [end_real=0] [refresh=4096] [chain=standard]``: ``GANAugment``
-    (defaults unless given) before the standard chain (``chain=strong``: the strong one);
+  - ``gan [mode=replace] [p=0.5] [end_real=0] [bank=128] [refresh=4096] [chain=standard]``:
+    ``GANAugment`` (defaults unless given; the bank's, 128 images per class refreshed every 4096
+    draws, are those of the recorded runs: the library's are 256 and 16384 since 2026-12-04)
+    before the standard chain (``chain=strong``: the strong one);
     ``interp=1``: each bank sample's instance condition is a random blend of two same-class
     real images' features (a lever under test, patched in here, not a library option);
     ``end_real=f``: the last fraction f of the steps on the standard arm's data;
@@ -192,7 +194,7 @@ class Arm:
             key, _, value = pair.partition("=")
             settings[key] = value
         known = {"none": set(), "standard": set(), "strong": set(), "oracle": set(), "cas": set(),
-                 "gan": {"mode", "p", "end_real", "refresh", "chain", "interp"},
+                 "gan": {"mode", "p", "end_real", "bank", "refresh", "chain", "interp"},
                  "expand": {"ratio", "end_real", "weight", "soft"}}
         if kind not in known or not set(settings) <= known[kind]:
             raise SystemExit(f"arm {spec!r}: kinds and settings are {known}")
@@ -219,7 +221,8 @@ def arm_dataset(arm: Arm, data: ganaug.ImageDataset, oracle: ganaug.ImageDataset
         s = arm.settings
         refresh = s.get("refresh", "4096")
         gan_augment = GANAugment(run, mode=s.get("mode", "replace"), p=float(s.get("p", 0.5)), device="cpu",
-                                 bank_seed=seed, refresh_every=None if refresh == "none" else int(refresh))
+                                 bank_seed=seed, bank_size=int(s.get("bank", 128)),
+                                 refresh_every=None if refresh == "none" else int(refresh))
         if s.get("chain") == "strong":
             return Augmented(real, A.Compose([gan_augment], seed=seed), tensor_transform=strong_augmentation())
         return Augmented(real, A.Compose([gan_augment, *standard_augmentation()], seed=seed))

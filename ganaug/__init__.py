@@ -12,7 +12,7 @@ from ganaug.data import DataSource, ImageDataset, load_dataset, load_fashion_mni
 from ganaug.eval import EvalConfig, evaluate
 from ganaug.feature_space import FeatureDataset, FeatureGAN, FeatureGANConfig, extract_features
 from ganaug.nets import FeatureExtractor, WeightsUnavailableError
-from ganaug.sampling import GANAug, SampleBank
+from ganaug.sampling import GANAug, SampleBank, VariantBank
 from ganaug.train import PretrainConfig, PretrainResult, TrainConfig, pretrain_extractor, train
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "SampleBank",
     "SyntheticDataset",
     "TrainConfig",
+    "VariantBank",
     "WeightsUnavailableError",
     "__version__",
     "evaluate",

@@ -22,7 +22,7 @@ FACADE_RANK = 7  # ganaug/__init__.py, __main__.py and the public adapter module
 CONFINED = {
     "albumentations": {"ganaug.adapters.albumentations"},
     "pydantic": {"ganaug.adapters.albumentations"},
-    "cv2": {"ganaug.sampling.completion"},
+    "cv2": {"ganaug.sampling.completion", "ganaug.adapters.functional"},
 }
 
 
@@ -209,7 +209,8 @@ def test_the_public_surface_is_kept():
     assert sorted(ganaug.__all__) == sorted([
         "DataSource", "EvalConfig", "ExpandedDataset", "FeatureDataset", "FeatureExtractor", "FeatureGAN",
         "FeatureGANConfig", "GANAug", "ImageDataset", "PretrainConfig", "PretrainResult", "SampleBank",
-        "SyntheticDataset", "TrainConfig", "WeightsUnavailableError", "__version__", "evaluate", "extract_features",
+        "SyntheticDataset", "TrainConfig", "VariantBank", "WeightsUnavailableError", "__version__", "evaluate",
+        "extract_features",
         "load_dataset", "load_fashion_mnist", "pretrain_extractor", "train"])
     assert all(hasattr(ganaug, name) for name in ganaug.__all__)
     assert ganaug.albumentations.__all__ == ["GANAugment", "GANCutoutFill", "worker_init_fn"]

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 __all__ = [
     "IMAGE_CHANNELS",
@@ -27,6 +28,7 @@ __all__ = [
     "check_float_values",
     "check_image_tensor",
     "check_min_size",
+    "fit_images",
     "from_float",
     "hwc_image",
     "image_batch",
@@ -201,3 +203,25 @@ def match_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
         return images.expand(-1, 3, -1, -1)
     luma = torch.tensor([0.299, 0.587, 0.114], dtype=images.dtype, device=images.device)
     return (images * luma[None, :, None, None]).sum(dim=1, keepdim=True)
+
+
+def fit_images(images: torch.Tensor, channels: int, size: tuple[int, int]) -> torch.Tensor:
+    """Resize and convert generated images to a target's channels and size.
+
+    Args:
+        images: uint8 (N, C, R, R), C in {1, 3}.
+        channels: 1 or 3; 1 -> 3 repeats the gray channel, 3 -> 1 takes BT.601 luma.
+        size: (H, W).
+
+    Returns:
+        uint8 (N, channels, H, W).
+    """
+    out = images
+    if out.shape[1] != channels:
+        out = (out.expand(-1, 3, -1, -1) if channels == 3 else
+               match_channels(out.float(), 1).round().clamp(0, 255).to(torch.uint8))
+    if tuple(out.shape[-2:]) != tuple(size):
+        antialias = size[0] < out.shape[-2] or size[1] < out.shape[-1]
+        out = F.interpolate(out.float(), size=size, mode="bilinear", align_corners=False, antialias=antialias)
+        out = out.round().clamp(0, 255).to(torch.uint8)
+    return out.contiguous()

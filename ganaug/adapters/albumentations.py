@@ -38,11 +38,13 @@ from ganaug._util.validate import as_labels
 from ganaug.adapters.augmenter import Augmenter
 from ganaug.adapters.functional import AugmentParams, check_hole_ranges, check_mix_ratio, random_box_masks
 from ganaug.sampling.lazy import LazyGAN
+from ganaug.sampling.sample_bank import BANK_SIZE, REFRESH_EVERY, REFRESH_SIZE
 
 __all__ = ["GANAugment", "GANCutoutFill", "worker_init_fn"]
 
 PUBLIC_MODULE = "ganaug.albumentations"  # where users import these classes from; their serialized name
 LABEL_HOW = "call the pipeline as transform(image=image, class_label=label)"
+_CLASS_LABEL = ["class_label"]  # targets_as_params, read twice per call: not a new list each time
 
 
 def _checkpoint_path(value: Any) -> str:
@@ -94,6 +96,8 @@ class GANAugment(_ModelTransform):
         device: "cpu", "cuda" or "auto" (GPU in the main process, CPU in DataLoader workers).
         bank_seed: seeds the bank's images; None: torch's global RNG. Which bank image an
             image gets, and the mix weights, come from the Compose RNG.
+        variants_per_image: variants made of each image given to ``variant_bank.add``
+            ("variant"; see :attr:`variant_bank`).
         p: probability of applying the transform.
 
     Targets: image (uint8, or float32 in [0, 1]; (H, W), (H, W, 1) or (H, W, 3)); the output has
@@ -111,6 +115,7 @@ class GANAugment(_ModelTransform):
         background: bool
         device: Literal["cpu", "cuda", "auto"]
         bank_seed: int | None = Field(ge=0)
+        variants_per_image: int = Field(ge=1)
 
         _checkpoint_path = field_validator("checkpoint", mode="before")(_checkpoint_path)
 
@@ -120,14 +125,16 @@ class GANAugment(_ModelTransform):
             return check_mix_ratio(value)
 
     def __init__(self, checkpoint: str | os.PathLike, mode: Literal["replace", "mix", "variant"] = "replace",
-                 mix_ratio: tuple[float, float] = (0.3, 0.7), bank_size: int = 128, refresh_every: int | None = 4096,
-                 refresh_size: int = 64, background: bool = False,
-                 device: Literal["cpu", "cuda", "auto"] = "auto", bank_seed: int | None = None, p: float = 0.5):
+                 mix_ratio: tuple[float, float] = (0.3, 0.7), bank_size: int = BANK_SIZE,
+                 refresh_every: int | None = REFRESH_EVERY,
+                 refresh_size: int = REFRESH_SIZE, background: bool = False,
+                 device: Literal["cpu", "cuda", "auto"] = "auto", bank_seed: int | None = None,
+                 variants_per_image: int = 4, p: float = 0.5):
         super().__init__(checkpoint, p, mode=mode, mix_ratio=mix_ratio, bank_size=bank_size,
                          refresh_every=refresh_every, refresh_size=refresh_size, background=background, device=device,
-                         bank_seed=bank_seed)
+                         bank_seed=bank_seed, variants_per_image=variants_per_image)
         self.core = Augmenter(self.checkpoint, mode, mix_ratio, bank_size, refresh_every, refresh_size, background,
-                              device, bank_seed)
+                              device, bank_seed, variants_per_image)
 
     @property
     def bank(self) -> Any:
@@ -135,27 +142,34 @@ class GANAugment(_ModelTransform):
         return self.core.bank
 
     @property
+    def variant_bank(self) -> Any:
+        """Variants of known images for "variant" (:class:`ganaug.VariantBank`): ``variant_bank.add(images)``
+        before the DataLoader starts makes them in batches, and the transform then copies one instead of
+        generating it. Not serialized by ``A.to_dict``: it is a cache, filled again where it is used."""
+        return self.core.variants
+
+    @property
     def targets_as_params(self) -> list[str]:
-        return [] if self.mode == "variant" else ["class_label"]
+        return [] if self.mode == "variant" else _CLASS_LABEL
 
     def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
         # Every random draw is made here, as albumentations expects, so that ReplayCompose replays
         # it and additional image targets get the same augmentation.
         images = data.get("images")
         num = len(images) if images is not None and "image" not in data else 1
-        drawn = self.core.make_params(num, self.random_generator)
+        drawn = self.core.make_params(num, self.py_random)
         return {"class_label": data.get("class_label"), "positions": drawn.positions, "weights": drawn.weights,
                 "seed": drawn.seed}
 
     def apply(self, img: np.ndarray, class_label: Any = None, positions: list[int] | None = None,
               weights: list[float] | None = None, seed: int | None = None, **params: Any) -> np.ndarray:
+        drawn = AugmentParams(positions, weights, seed)
+        if isinstance(img, np.ndarray):  # the fast path checks what it takes, and leaves the rest to the checks below
+            fast = self.core.apply_one(img, class_label, drawn)
+            if fast is not None:
+                return fast
         image = hwc_image("image", img, min_size=True)
         labels = self.core.labels(class_label, 1, "class_label", LABEL_HOW)
-        drawn = AugmentParams(positions, weights, seed)
-        if labels is not None:
-            fast = self.core.apply_one(image, labels[0], drawn)
-            if fast is not None:
-                return fast.reshape(img.shape)
         batch = image_batch(image, "image")
         return batch.restore(self.core.apply(batch.images, labels, drawn)).reshape(img.shape)
 
@@ -168,7 +182,7 @@ class GANAugment(_ModelTransform):
         batch = image_batch(images[..., None] if images.ndim == 3 else images, "images", min_size=True)
         labels = self.core.labels(class_label, len(images), "class_label", LABEL_HOW)
         if positions is not None and len(positions) != len(images):  # params drawn for another count
-            drawn = self.core.make_params(len(images), self.random_generator)
+            drawn = self.core.make_params(len(images), self.py_random)
         else:
             drawn = AugmentParams(positions, weights, seed)
         return batch.restore(self.core.apply(batch.images, labels, drawn)).reshape(images.shape)

@@ -8,14 +8,26 @@ where its library draws randomness, and :meth:`apply` (or the per-sample fast pa
 from __future__ import annotations
 
 import os
+import random
 from typing import Any
 
 import numpy as np
 import torch
 
+from ganaug._util.images import check_float_values
 from ganaug._util.validate import as_labels
-from ganaug.adapters.functional import AugmentParams, check_mix_ratio, check_mode, fit_images, make_params, mix, replace
-from ganaug.sampling.sample_bank import SampleBank
+from ganaug.adapters.functional import (
+    AugmentParams,
+    check_mix_ratio,
+    check_mode,
+    fit_images,
+    make_params,
+    mix,
+    params_from_uniforms,
+    replace,
+)
+from ganaug.sampling.sample_bank import BANK_SIZE, REFRESH_EVERY, REFRESH_SIZE, SampleBank
+from ganaug.sampling.variant_bank import VariantBank
 
 __all__ = ["Augmenter"]
 
@@ -29,17 +41,22 @@ class Augmenter:
         mix_ratio: ``(low, high)`` range of the synthetic weight in "mix".
         bank_size, refresh_every, refresh_size, background, device, bank_seed: the sample bank's
             settings (:class:`ganaug.SampleBank`'s ``size_per_class``, ..., ``seed``).
+        variants_per_image: variants :attr:`variants` makes of each image given to its ``add``
+            ("variant"); ``bank_seed`` seeds them.
     """
 
     def __init__(self, checkpoint: str | os.PathLike, mode: str = "replace",
-                 mix_ratio: tuple[float, float] = (0.3, 0.7), bank_size: int = 128,
-                 refresh_every: int | None = 4096, refresh_size: int = 64, background: bool = False,
-                 device: str = "auto", bank_seed: int | None = None):
+                 mix_ratio: tuple[float, float] = (0.3, 0.7), bank_size: int = BANK_SIZE,
+                 refresh_every: int | None = REFRESH_EVERY, refresh_size: int = REFRESH_SIZE, background: bool = False,
+                 device: str = "auto", bank_seed: int | None = None, variants_per_image: int = 4):
         self.mode = check_mode(mode)
         self.mix_ratio = check_mix_ratio(mix_ratio)
         # cheap to build: the model loads, and the bank fills, on first use in the process that uses it
         self.bank = SampleBank(checkpoint, size_per_class=bank_size, refresh_every=refresh_every,
                                refresh_size=refresh_size, background=background, device=device, seed=bank_seed)
+        # "variant" from known images: filled by the user (variants.add) before the DataLoader starts
+        self.variants = VariantBank(self.bank.model, per_image=variants_per_image, seed=bank_seed)
+        self._bank_shapes: tuple[dict[str, tuple[tuple[int, ...], ...]], int] | None = None  # see apply_one
 
     def labels(self, value: Any, num: int, name: str, how: str) -> list[int] | None:
         """The class labels of ``num`` images: required by "replace" and "mix", optional for "variant".
@@ -52,12 +69,18 @@ class Augmenter:
             raise ValueError(f"{name} is required with mode={self.mode!r}: {how}")
         return as_labels(value, self.bank.num_classes, num, name)
 
-    def make_params(self, num: int, rng: np.random.Generator | torch.Generator | None,
+    def make_params(self, num: int, rng: random.Random | np.random.Generator | torch.Generator | None,
                     fresh: bool = False) -> AugmentParams:
         """The random draws for ``num`` images (see :func:`ganaug.adapters.functional.make_params`)."""
-        if self.mode != "variant" and not fresh:
+        if self.mode != "variant" and not fresh and not self.bank.filled:
             self.bank.fill()  # before the draws, so that a bank seeded from torch's RNG comes first in its stream
         return make_params(num, self.mode, self.bank.size_per_class, self.mix_ratio, rng, fresh)
+
+    def params_one(self, pick: float, weight: float) -> AugmentParams:
+        """The parameters of one image from two uniforms the adapter has drawn (with its ``p`` draw, in one call)."""
+        if self.mode != "variant" and not self.bank.filled:
+            self.bank.fill()
+        return params_from_uniforms(((pick, weight),), self.mode, self.bank.size_per_class, self.mix_ratio)
 
     def apply(self, images: torch.Tensor, labels: list[int] | None, params: AugmentParams) -> torch.Tensor:
         """Augment a batch.
@@ -73,8 +96,8 @@ class Augmenter:
         """
         num, channels, height, width = images.shape
         if self.mode == "variant":
-            synthetic = self.bank.variants(images, labels, params.seed)
-        elif params.positions is None:
+            return replace(images, self._variants(images, labels, params).to(images.device))
+        if params.positions is None:
             synthetic = self.bank.gan.sample(num, labels, seed=params.seed, truncation=self.bank.truncation,
                                              batch_size=max(num, 1))
         else:
@@ -82,26 +105,66 @@ class Augmenter:
         synthetic = fit_images(synthetic.to(images.device), channels, (height, width))
         return mix(images, synthetic, params.weights) if self.mode == "mix" else replace(images, synthetic)
 
-    def apply_one(self, image: np.ndarray, label: int, params: AugmentParams, layout: str = "HWC",
+    def _variants(self, images: torch.Tensor, labels: list[int] | None, params: AugmentParams) -> torch.Tensor:
+        """Variants at the images' size and channels: from :attr:`variants` where held, else generated now."""
+        held, missing = self.variants.find_batch(images, params.positions)
+        if held is not None and not missing:
+            return held
+        if held is None:
+            part, part_labels = images, labels
+        else:
+            part, part_labels = images[missing], None if labels is None else [labels[i] for i in missing]
+        live = fit_images(self.bank.variants(part, part_labels, params.seed).to(images.device), images.shape[1],
+                          tuple(images.shape[-2:]))
+        if held is None:
+            return live
+        held[missing] = live.cpu()
+        return held
+
+    def apply_one(self, image: np.ndarray, label: Any, params: AugmentParams, layout: str = "HWC",
                   ) -> np.ndarray | None:
-        """The per-sample fast path of :meth:`apply`, in numpy, or None where it does not apply.
+        """The per-sample fast path of :meth:`apply`, on an image not yet checked, or None where it does not apply.
 
         It covers "replace" and "mix" from the bank when the image already has the bank's size
-        and channels (a pipeline on the data the model was trained on): for a single small image
-        a dozen small torch calls cost several times more than the work itself.
+        and channels (a pipeline on the data the model was trained on) and ``label`` is a valid
+        int, and "variant" for images whose variants :attr:`variants` holds. For a single small
+        image every microsecond of checks and small torch calls counts, so this path checks only
+        what it needs: an image of the bank's own shape and dtype is valid by construction.
+        Where it returns None, the adapter takes its general path, which checks everything and
+        reports bad input.
 
         Args:
-            image: uint8 or float32 in [0, 1], (H, W, C) or (C, H, W) as ``layout`` says.
-            label: its class.
+            image: a numpy image; it applies to uint8, or float32 in [0, 1], laid out (H, W),
+                (H, W, C) ("HWC") or (C, H, W) ("CHW").
+            label: its class as given (None: "variant" without a label).
             params: from :meth:`make_params` for one image.
-            layout: "HWC" (albumentations) or "CHW" (a tensor's memory, seen through ``.numpy()``).
+            layout: "HWC" (albumentations, PIL) or "CHW" (a tensor's memory, seen through ``.numpy()``).
+
+        Returns:
+            The image's shape and dtype.
         """
-        if self.mode == "variant" or params.positions is None:
+        if image.ndim not in (2, 3) or (image.dtype != np.uint8 and image.dtype != np.float32):
             return None
-        channels, height, width = self.bank.image_shape
-        if image.shape != ((height, width, channels) if layout == "HWC" else (channels, height, width)):
+        if self.mode == "variant":
+            if image.dtype == np.float32:
+                check_float_values("image", image)
+            found = self.variants.find(image, params.positions[0], layout)
+            return None if found is None else replace(image, found)
+        if params.positions is None or not (type(label) is int or isinstance(label, np.integer)):
             return None
-        synthetic = self.bank.draw_one(label, position=params.positions[0])
+        shapes, num_classes = self._bank_shapes or self._read_bank_shapes()
+        if image.shape not in shapes[layout] or not 0 <= label < num_classes:
+            return None
+        if image.dtype == np.float32:
+            check_float_values("image", image)
+        synthetic = self.bank.draw_one(int(label), position=params.positions[0])
         if layout == "HWC":
-            synthetic = synthetic.transpose(1, 2, 0)
+            synthetic = synthetic.transpose(1, 2, 0).reshape(image.shape)
         return mix(image, synthetic, params.weights[0]) if self.mode == "mix" else replace(image, synthetic)
+
+    def _read_bank_shapes(self) -> tuple[dict[str, tuple[tuple[int, ...], ...]], int]:
+        """The image shapes the bank's images fit as they are, per layout, and the number of classes."""
+        channels, height, width = self.bank.image_shape
+        hwc = ((height, width, channels), (height, width)) if channels == 1 else ((height, width, channels),)
+        self._bank_shapes = {"HWC": hwc, "CHW": ((channels, height, width),)}, self.bank.num_classes
+        return self._bank_shapes

@@ -7,14 +7,14 @@ are uint8 in [0, 255] or float in [0, 1]; synthetic images are uint8.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from ganaug._util.images import match_channels
+from ganaug._util.images import fit_images
 from ganaug._util.rng import SEED_SPACE
 from ganaug._util.validate import check_choice, check_pair
 
@@ -26,12 +26,14 @@ __all__ = [
     "check_mode",
     "fit_images",
     "make_params",
+    "params_from_uniforms",
     "mix",
     "random_box_masks",
     "replace",
 ]
 
 MODES = ("replace", "mix", "variant")
+PICK_SPACE = 2**31  # "variant" picks among an image's held variants: every bit random, whatever their number
 
 
 def check_mode(mode: object) -> str:
@@ -58,7 +60,8 @@ class AugmentParams(NamedTuple):
     A named tuple, not a dataclass: a per-sample transform makes two a call, and this is cheaper.
 
     Attributes:
-        positions: bank positions, one per image ("replace" and "mix" from the bank).
+        positions: bank positions, one per image ("replace" and "mix" from the bank); for
+            "variant", which of each image's held variants (see :class:`ganaug.VariantBank`).
         weights: the synthetic image's weight, one per image ("mix").
         seed: the generation seed ("variant", and fresh samples in batch mode).
     """
@@ -69,59 +72,49 @@ class AugmentParams(NamedTuple):
 
 
 def make_params(num: int, mode: str, bank_size: int, mix_ratio: tuple[float, float],
-                rng: np.random.Generator | torch.Generator | None, fresh: bool = False) -> AugmentParams:
-    """Draw the parameters of ``num`` images.
+                rng: random.Random | np.random.Generator | torch.Generator | None, fresh: bool = False,
+                ) -> AugmentParams:
+    """Draw the parameters of ``num`` images: two uniforms each, made into parameters by :func:`params_from_uniforms`.
 
     Args:
         num: images.
         mode: "replace", "mix" or "variant".
         bank_size: bank images per class (positions are drawn in ``[0, bank_size)``).
         mix_ratio: the range of the mix weights.
-        rng: a numpy Generator (albumentations), a torch Generator, or None for torch's global
-            RNG (torchvision).
+        rng: a Python ``random.Random`` (albumentations' ``py_random``: a tenth of a microsecond
+            a draw, which a per-sample transform feels), a numpy Generator, a torch Generator, or
+            None for torch's global RNG (torchvision).
         fresh: samples are generated for this call (one seed), not drawn from the bank.
+    """
+    if isinstance(rng, random.Random):
+        uniforms = [(rng.random(), rng.random()) for _ in range(num)]
+    elif isinstance(rng, np.random.Generator):
+        uniforms = rng.random((num, 2)).tolist()
+    else:
+        uniforms = torch.rand(num, 2, dtype=torch.float64, generator=rng).tolist()
+    return params_from_uniforms(uniforms, mode, bank_size, mix_ratio, fresh)
+
+
+def params_from_uniforms(uniforms: Sequence[Sequence[float]], mode: str, bank_size: int,
+                         mix_ratio: tuple[float, float], fresh: bool = False) -> AugmentParams:
+    """The parameters of ``len(uniforms)`` images from two uniforms in [0, 1) each: the one rule of every draw.
+
+    The first uniform picks the image's bank position ("replace", "mix") or which of its held
+    variants ("variant", in ``[0, 2**31)``: taken modulo their number); the second is the mix
+    weight, uniform in ``mix_ratio``, and for "variant" and fresh samples the first image's gives
+    the call's generation seed.
     """
     low, high = mix_ratio
     seed = positions = weights = None
-    if isinstance(rng, np.random.Generator):
-        if mode == "variant" or fresh:
-            seed = int(rng.integers(SEED_SPACE))
-        if mode != "variant" and not fresh:  # scalar draws for one image: a per-sample transform pays for each µs
-            positions = [int(rng.integers(bank_size))] if num == 1 else rng.integers(0, bank_size, num).tolist()
-        if mode == "mix":
-            weights = [float(rng.uniform(low, high))] if num == 1 else rng.uniform(low, high, num).tolist()
-    else:  # the same draws, and values, as tensors of num, made as scalars when num is 1
-        if mode == "variant" or fresh:
-            seed = int(torch.randint(SEED_SPACE, (1,), generator=rng))
-        if mode != "variant" and not fresh:
-            positions = ([int(torch.randint(bank_size, (1,), generator=rng))] if num == 1
-                         else torch.randint(bank_size, (num,), generator=rng).tolist())
-        if mode == "mix":
-            weights = ([low + (high - low) * torch.rand(1, generator=rng).item()] if num == 1
-                       else (torch.rand(num, generator=rng).double() * (high - low) + low).tolist())
+    if mode == "variant" or fresh:
+        seed = int(uniforms[0][1] * SEED_SPACE) if len(uniforms) else 0
+    if mode == "variant":
+        positions = [int(pick * PICK_SPACE) for pick, _ in uniforms]
+    elif not fresh:
+        positions = [min(int(pick * bank_size), bank_size - 1) for pick, _ in uniforms]
+    if mode == "mix":
+        weights = [low + (high - low) * weight for _, weight in uniforms]
     return AugmentParams(positions=positions, weights=weights, seed=seed)
-
-
-def fit_images(images: torch.Tensor, channels: int, size: tuple[int, int]) -> torch.Tensor:
-    """Resize and convert generated images to a target's channels and size.
-
-    Args:
-        images: uint8 (N, C, R, R), C in {1, 3}.
-        channels: 1 or 3; 1 -> 3 repeats the gray channel, 3 -> 1 takes BT.601 luma.
-        size: (H, W).
-
-    Returns:
-        uint8 (N, channels, H, W).
-    """
-    out = images
-    if out.shape[1] != channels:
-        out = (out.expand(-1, 3, -1, -1) if channels == 3 else
-               match_channels(out.float(), 1).round().clamp(0, 255).to(torch.uint8))
-    if tuple(out.shape[-2:]) != tuple(size):
-        antialias = size[0] < out.shape[-2] or size[1] < out.shape[-1]
-        out = F.interpolate(out.float(), size=size, mode="bilinear", align_corners=False, antialias=antialias)
-        out = out.round().clamp(0, 255).to(torch.uint8)
-    return out.contiguous()
 
 
 def replace(images: np.ndarray | torch.Tensor, synthetic: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
@@ -140,7 +133,10 @@ def mix(images: np.ndarray | torch.Tensor, synthetic: np.ndarray | torch.Tensor,
         weights: float | Sequence[float]) -> np.ndarray | torch.Tensor:
     """Blend images with synthetic ones: ``(1 - w) * image + w * synthetic``, in float32 arithmetic.
 
-    The same formula for a numpy image and a torch batch, so that both give the same bytes.
+    The same formula for a numpy image and a torch batch. A uint8 numpy image (the per-sample
+    path) is blended by OpenCV's ``addWeighted`` in one pass, a quarter of the cost of the numpy
+    expression; its float32 arithmetic may round a pixel that lies within a rounding error of a
+    half the other way, so the two paths agree to within one level (exactly in almost every pixel).
 
     Args:
         images: uint8 in [0, 255] or float in [0, 1]: one numpy image (any layout), or a torch
@@ -149,9 +145,15 @@ def mix(images: np.ndarray | torch.Tensor, synthetic: np.ndarray | torch.Tensor,
         weights: the synthetic share, a float for a numpy image, one per image for a batch.
 
     Returns:
-        The images' dtype and shape; uint8 results are rounded half to even.
+        The images' dtype and shape; uint8 results are rounded to nearest (half to even).
     """
     if isinstance(images, np.ndarray):
+        if images.dtype == np.uint8 and images.size:
+            import cv2  # here, not at the top: importing ganaug does not load OpenCV
+
+            rows = images.shape[0]  # 2-D views: OpenCV reads a third axis as channels, of which it allows 512
+            return cv2.addWeighted(images.reshape(rows, -1), 1.0 - weights, synthetic.reshape(rows, -1), weights,
+                                   0.0).reshape(images.shape)
         uint8 = images.dtype == np.uint8
         keep, take = np.float32(1 - weights), np.float32(weights if uint8 else weights / 255)
     else:

@@ -37,7 +37,6 @@ from ganaug._util.images import (
     check_float_values,
     check_image_tensor,
     check_min_size,
-    hwc_image,
     image_batch,
     pil_array,
 )
@@ -47,6 +46,7 @@ from ganaug._util.validate import as_labels, check_int, check_probability
 from ganaug.adapters.augmenter import Augmenter
 from ganaug.adapters.functional import check_hole_ranges, random_box_masks
 from ganaug.sampling.lazy import LazyGAN
+from ganaug.sampling.sample_bank import BANK_SIZE, REFRESH_EVERY, REFRESH_SIZE
 
 __all__ = ["GANAugment", "GANCutoutFill", "find_label"]
 
@@ -134,6 +134,8 @@ class GANAugment(_SampleTransform):
         background: refresh the bank in a background thread.
         device: "cpu", "cuda" or "auto" (the GPU in the main process, the CPU in DataLoader workers).
         bank_seed: seeds the bank's generation.
+        variants_per_image: variants made of each image given to ``variant_bank.add`` ("variant";
+            see :attr:`variant_bank`).
         labels_getter: "default" (see :func:`find_label`), a callable taking the sample, or None
             (no labels: "variant" only).
 
@@ -145,18 +147,47 @@ class GANAugment(_SampleTransform):
     """
 
     def __init__(self, checkpoint: str | os.PathLike, mode: str = "replace", p: float = 0.5,
-                 mix_ratio: tuple[float, float] = (0.3, 0.7), bank_size: int = 128, refresh_every: int | None = 4096,
-                 refresh_size: int = 64, background: bool = False, device: str = "auto",
-                 bank_seed: int | None = None, labels_getter: str | Callable[[Any], Any] | None = "default"):
+                 mix_ratio: tuple[float, float] = (0.3, 0.7), bank_size: int = BANK_SIZE,
+                 refresh_every: int | None = REFRESH_EVERY,
+                 refresh_size: int = REFRESH_SIZE, background: bool = False, device: str = "auto",
+                 bank_seed: int | None = None, labels_getter: str | Callable[[Any], Any] | None = "default",
+                 variants_per_image: int = 4):
         super().__init__(checkpoint, p, labels_getter)
         self.core = Augmenter(self.checkpoint, mode, mix_ratio, bank_size, refresh_every, refresh_size, background,
-                              device, bank_seed)
+                              device, bank_seed, variants_per_image)
         self.mode, self.mix_ratio = self.core.mode, self.core.mix_ratio
 
     @property
     def bank(self) -> Any:
         """The sample bank (:class:`ganaug.SampleBank`); the model loads lazily in the process that uses it."""
         return self.core.bank
+
+    def forward(self, *inputs: Any) -> Any:
+        sample = inputs if len(inputs) > 1 else inputs[0]
+        if type(sample) is tuple and len(sample) == 2 and self._labels_getter is find_label:
+            image, label = sample
+            if (type(image) is torch.Tensor and image.ndim == 3
+                    and not (type(label) is torch.Tensor and label.ndim >= 3)):
+                # a plain (C, H, W) tensor and its label, the common sample, as the general path takes it, with
+                # one draw for p and the parameters: each torch call costs microseconds that a pipeline feels
+                coin, pick, weight = torch.rand(3, dtype=torch.float64).tolist()
+                if coin >= self.p:
+                    return sample
+                drawn = self.core.params_one(pick, weight)
+                label_value = label if type(label) is int else find_label(sample)
+                if image.is_cpu and not image.requires_grad:  # the core's fast path, straight away
+                    fast = self.core.apply_one(image.numpy(), label_value, drawn, layout="CHW")
+                    if fast is not None:
+                        return torch.from_numpy(fast), label
+                return self.transform(image, {"drawn": drawn, "label": label_value}), label
+        return super().forward(*inputs)
+
+    @property
+    def variant_bank(self) -> Any:
+        """Variants of known images for "variant" (:class:`ganaug.VariantBank`): ``variant_bank.add(images)``
+        before the DataLoader starts makes them in batches, and the transform then copies one instead of
+        generating it."""
+        return self.core.variants
 
     def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
         batch_size = self._batch_size(flat_inputs)
@@ -170,21 +201,35 @@ class GANAugment(_SampleTransform):
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
         if "chosen" in params:
             return self._transform_batch(inpt, params)
-        labels = self.core.labels(params["label"], 1, "label", LABEL_HOW)
-        drawn = params["drawn"]
+        drawn, label = params["drawn"], params["label"]
+        fast = self._transform_fast(inpt, label, drawn)
+        if fast is not None:
+            return fast
+        labels = self.core.labels(label, 1, "label", LABEL_HOW)
         if isinstance(inpt, PIL.Image.Image):
-            array = hwc_image("image", pil_array("image", inpt), min_size=True)
-            fast = None if labels is None else self.core.apply_one(array, labels[0], drawn)
-            if fast is not None:
-                return PIL.Image.fromarray(fast[:, :, 0] if inpt.mode == "L" else fast)
-            batch = image_batch(inpt, "image")
+            batch = image_batch(inpt, "image", min_size=True)
             return batch.restore(self.core.apply(batch.images, labels, drawn))
         tensor = check_float_values("image", check_image_tensor("image", inpt, batched=False))
         check_min_size("image", tensor.shape[-2], tensor.shape[-1])
-        fast = None
-        if labels is not None and tensor.device.type == "cpu" and tensor.dtype in (torch.uint8, torch.float32):
-            fast = self.core.apply_one(tensor.numpy(), labels[0], drawn, layout="CHW")
-        out = torch.from_numpy(fast) if fast is not None else self.core.apply(tensor[None], labels, drawn)[0]
+        out = self.core.apply(tensor[None], labels, drawn)[0]
+        return tv_tensors.wrap(out, like=inpt) if isinstance(inpt, tv_tensors.TVTensor) else out
+
+    def _transform_fast(self, inpt: Any, label: Any, drawn: Any) -> Any:
+        """The core's numpy fast path (:meth:`Augmenter.apply_one`) on a PIL image or a CPU tensor, or None."""
+        if isinstance(inpt, PIL.Image.Image):
+            if inpt.mode not in ("L", "RGB"):
+                return None
+            fast = self.core.apply_one(np.asarray(inpt), label, drawn)
+            return None if fast is None else PIL.Image.fromarray(fast)
+        if not isinstance(inpt, torch.Tensor) or inpt.device.type != "cpu" or inpt.requires_grad:
+            return None
+        plain = inpt if type(inpt) is torch.Tensor else inpt.as_subclass(torch.Tensor)
+        if plain.dtype != torch.uint8 and plain.dtype != torch.float32:
+            return None
+        fast = self.core.apply_one(plain.numpy(), label, drawn, layout="CHW")
+        if fast is None:
+            return None
+        out = torch.from_numpy(fast)
         return tv_tensors.wrap(out, like=inpt) if isinstance(inpt, tv_tensors.TVTensor) else out
 
     def _transform_batch(self, images: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
