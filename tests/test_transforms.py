@@ -113,6 +113,8 @@ def test_every_rng_draws_through_one_rule(rng):
     assert {pick % 4 for pick in variant.positions} == {0, 1, 2, 3} and variant.weights is None
     fresh = make_params(3, "replace", 5, (0.2, 0.6), rng, fresh=True)
     assert fresh.positions is None and 0 <= fresh.seed < 2**62
+    fresh_mix = make_params(2, "mix", 5, (0.0, 1.0), rng, fresh=True)  # the seed is not read off a weight's uniform
+    assert abs(fresh_mix.seed / 2**62 - fresh_mix.weights[0]) > 1e-6
 
 
 def test_mix_per_sample_and_batch_paths_agree_to_one_level():

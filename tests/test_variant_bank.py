@@ -71,6 +71,8 @@ def test_image_dataset_labels_are_used_and_bad_input_is_named(tiny_run, embedded
     assert len(bank) == 6 and bank.find(data.images[3].numpy(), 0, "CHW") is not None
     with pytest.raises(ValueError, match="labels"):
         bank.add(data.images, labels=[1, 2])
+    with pytest.raises(ValueError, match=r"labels should lie in \[0, 10\)"):
+        bank.add(data.images, labels=[0, 1, 2, 3, 4, 10])
     with pytest.raises(TypeError, match="images should be"):
         bank.add(3)
     with pytest.raises(ValueError, match="per_image"):

@@ -101,13 +101,14 @@ def params_from_uniforms(uniforms: Sequence[Sequence[float]], mode: str, bank_si
 
     The first uniform picks the image's bank position ("replace", "mix") or which of its held
     variants ("variant", in ``[0, 2**31)``: taken modulo their number); the second is the mix
-    weight, uniform in ``mix_ratio``, and for "variant" and fresh samples the first image's gives
-    the call's generation seed.
+    weight, uniform in ``mix_ratio``. The call's generation seed ("variant", and fresh samples)
+    comes from the first image's uniform that nothing else uses: its second for "variant", its
+    first for fresh samples (which have no bank position).
     """
     low, high = mix_ratio
     seed = positions = weights = None
     if mode == "variant" or fresh:
-        seed = int(uniforms[0][1] * SEED_SPACE) if len(uniforms) else 0
+        seed = int(uniforms[0][1 if mode == "variant" else 0] * SEED_SPACE) if len(uniforms) else 0
     if mode == "variant":
         positions = [int(pick * PICK_SPACE) for pick, _ in uniforms]
     elif not fresh:

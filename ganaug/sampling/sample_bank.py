@@ -233,10 +233,7 @@ class SampleBank:
             if self._numpy_of is not images:  # a numpy view of the bank, made again when the bank is replaced
                 self._numpy, self._numpy_of = images.numpy(), images
             image = self._numpy[label, position].copy()
-            self._draws += 1
-            due = self.refresh_every is not None and self._draws >= self.refresh_every
-            if due:
-                self._draws = 0
+            due = self._tick(1)
         if due:
             self._refresh_due()
         return image
@@ -244,12 +241,17 @@ class SampleBank:
     def _count_draws(self, num: int) -> None:
         """Count draws; refresh (now, or by waking the background thread) when ``refresh_every`` is reached."""
         with self._lock:
-            self._draws += num
-            due = self.refresh_every is not None and self._draws >= self.refresh_every
-            if due:
-                self._draws = 0
+            due = self._tick(num)
         if due:
             self._refresh_due()
+
+    def _tick(self, num: int) -> bool:
+        """Count ``num`` draws (the caller holds the lock); whether a refresh is due now."""
+        self._draws += num
+        if self.refresh_every is not None and self._draws >= self.refresh_every:
+            self._draws = 0
+            return True
+        return False
 
     def _refresh_due(self) -> None:
         if self.background:

@@ -109,8 +109,8 @@ class VariantBank:
         if labels is None and hasattr(images, "labels") and hasattr(images, "images"):  # an ImageDataset
             labels = images.labels
         singles = _single_images(images)
-        labels = None if labels is None else as_labels(labels, num=len(singles), name="labels")
         gan = self.model.gan
+        labels = None if labels is None else as_labels(labels, gan.num_classes, num=len(singles), name="labels")
         shapes: dict[tuple[int, ...], list[int]] = {}
         for i, image in enumerate(singles):
             shapes.setdefault(tuple(image.shape), []).append(i)
@@ -123,7 +123,8 @@ class VariantBank:
                     made = gan.sample_like(batch, self.per_image, seed=self._next_seed(),
                                            labels=None if labels is None else [labels[i] for i in part],
                                            batch_size=batch_size)
-                    rows.append(fit_images(made, shape[0], shape[1:]).view(len(part), self.per_image, *shape))
+                    # kept on the CPU, where the transforms read them, whichever device generated them
+                    rows.append(fit_images(made, shape[0], shape[1:]).cpu().view(len(part), self.per_image, *shape))
                     bar.update(len(part))
                 group = len(self._groups)
                 self._groups.append(torch.cat(rows))
