@@ -15,7 +15,9 @@
    ``variant_bank.add`` generates ``variants_per_image`` variants of each of the 60k training
    images in batches before the DataLoader starts (timed, and reported apart), and GANAugment goes
    first in the chain, where it sees the images as the dataset gives them; the workers then look
-   an image up by its bytes and copy a variant. "batch-MODE" (e.g. "batch-variant") runs
+   an image up by its bytes and copy a variant. "reference-flip" inserts a second horizontal
+   flip (the library's own, same ``p``) where GANAugment goes: what about the cheapest transform
+   costs in this chain, for scale. "batch-MODE" (e.g. "batch-variant") runs
    ``ganaug.transforms.GANAugment(mode=MODE)`` in batch mode after the DataLoader instead, in
    the main process (one generator pass per batch), then normalizes there: the workers run the
    chain without its normalization. It is measured in turn with the others.
@@ -271,6 +273,10 @@ def main() -> None:
                 name = f"+ GANAugment {mode.removeprefix('batch-')}, batch mode after the loader"
                 datasets[name] = make([], normalize=False)
                 afters[name] = lambda images, labels, a=batch_augment: normalized(a(images, labels)[0])
+                continue
+            if mode == "reference-flip":  # what the cheapest transform of the library costs in this chain
+                flip = A.HorizontalFlip(p=args.p) if pipeline == "albumentations" else v2.RandomHorizontalFlip(p=args.p)
+                datasets[f"reference: + a second horizontal flip (p={args.p})"] = make([flip])
                 continue
             if mode == "variant-bank":
                 augment = adapter.GANAugment(model, mode="variant", p=args.p, device="cpu", bank_seed=args.seed)
