@@ -39,6 +39,7 @@ from ganaug.adapters.augmenter import Augmenter
 from ganaug.adapters.functional import AugmentParams, check_hole_ranges, check_mix_ratio, random_box_masks
 from ganaug.sampling.lazy import LazyGAN
 from ganaug.sampling.sample_bank import BANK_SIZE, REFRESH_EVERY, REFRESH_SIZE
+from ganaug.sampling.variant_bank import VARIANTS_PER_IMAGE
 
 __all__ = ["GANAugment", "GANCutoutFill", "worker_init_fn"]
 
@@ -129,7 +130,7 @@ class GANAugment(_ModelTransform):
                  refresh_every: int | None = REFRESH_EVERY,
                  refresh_size: int = REFRESH_SIZE, background: bool = False,
                  device: Literal["cpu", "cuda", "auto"] = "auto", bank_seed: int | None = None,
-                 variants_per_image: int = 4, p: float = 0.5):
+                 variants_per_image: int = VARIANTS_PER_IMAGE, p: float = 0.5):
         super().__init__(checkpoint, p, mode=mode, mix_ratio=mix_ratio, bank_size=bank_size,
                          refresh_every=refresh_every, refresh_size=refresh_size, background=background, device=device,
                          bank_seed=bank_seed, variants_per_image=variants_per_image)

@@ -27,7 +27,7 @@ from ganaug.adapters.functional import (
     replace,
 )
 from ganaug.sampling.sample_bank import BANK_SIZE, REFRESH_EVERY, REFRESH_SIZE, SampleBank
-from ganaug.sampling.variant_bank import VariantBank
+from ganaug.sampling.variant_bank import VARIANTS_PER_IMAGE, VariantBank
 
 __all__ = ["Augmenter"]
 
@@ -48,7 +48,8 @@ class Augmenter:
     def __init__(self, checkpoint: str | os.PathLike, mode: str = "replace",
                  mix_ratio: tuple[float, float] = (0.3, 0.7), bank_size: int = BANK_SIZE,
                  refresh_every: int | None = REFRESH_EVERY, refresh_size: int = REFRESH_SIZE, background: bool = False,
-                 device: str = "auto", bank_seed: int | None = None, variants_per_image: int = 4):
+                 device: str = "auto", bank_seed: int | None = None,
+                 variants_per_image: int = VARIANTS_PER_IMAGE):
         self.mode = check_mode(mode)
         self.mix_ratio = check_mix_ratio(mix_ratio)
         # cheap to build: the model loads, and the bank fills, on first use in the process that uses it

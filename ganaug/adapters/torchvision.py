@@ -47,6 +47,7 @@ from ganaug.adapters.augmenter import Augmenter
 from ganaug.adapters.functional import check_hole_ranges, random_box_masks
 from ganaug.sampling.lazy import LazyGAN
 from ganaug.sampling.sample_bank import BANK_SIZE, REFRESH_EVERY, REFRESH_SIZE
+from ganaug.sampling.variant_bank import VARIANTS_PER_IMAGE
 
 __all__ = ["GANAugment", "GANCutoutFill", "find_label"]
 
@@ -151,7 +152,7 @@ class GANAugment(_SampleTransform):
                  refresh_every: int | None = REFRESH_EVERY,
                  refresh_size: int = REFRESH_SIZE, background: bool = False, device: str = "auto",
                  bank_seed: int | None = None, labels_getter: str | Callable[[Any], Any] | None = "default",
-                 variants_per_image: int = 4):
+                 variants_per_image: int = VARIANTS_PER_IMAGE):
         super().__init__(checkpoint, p, labels_getter)
         self.core = Augmenter(self.checkpoint, mode, mix_ratio, bank_size, refresh_every, refresh_size, background,
                               device, bank_seed, variants_per_image)
@@ -175,10 +176,9 @@ class GANAugment(_SampleTransform):
                     return sample
                 drawn = self.core.params_one(pick, weight)
                 label_value = label if type(label) is int else find_label(sample)
-                if image.is_cpu and not image.requires_grad:  # the core's fast path, straight away
-                    fast = self.core.apply_one(image.numpy(), label_value, drawn, layout="CHW")
-                    if fast is not None:
-                        return torch.from_numpy(fast), label
+                fast = self._transform_fast(image, label_value, drawn)  # straight away: no params dict, no dispatch
+                if fast is not None:
+                    return fast, label
                 return self.transform(image, {"drawn": drawn, "label": label_value}), label
         return super().forward(*inputs)
 

@@ -30,15 +30,16 @@ import numpy as np
 import torch
 
 from ganaug._util.images import check_float_values, check_image_tensor, check_min_size, fit_images, image_batch
-from ganaug._util.rng import torch_generator
+from ganaug._util.rng import SEED_SPACE, torch_generator
 from ganaug._util.validate import as_labels, check_positive_int, check_seed
 from ganaug.sampling.gan import GANAug
 from ganaug.sampling.lazy import LazyGAN
 
-__all__ = ["VariantBank"]
+__all__ = ["VARIANTS_PER_IMAGE", "VariantBank"]
 
 LAYOUTS = ("HWC", "CHW")
 MISS_CHECK_AFTER = 256  # lookups before the hit rate is judged (once per process)
+VARIANTS_PER_IMAGE = 4  # the default, for the bank and the transforms that hold one
 
 
 class VariantBank:
@@ -52,14 +53,13 @@ class VariantBank:
         device: "cpu", "cuda" or "auto" (see :class:`ganaug.SampleBank`), where :meth:`add` generates.
     """
 
-    def __init__(self, model: str | os.PathLike | GANAug | LazyGAN, per_image: int = 4, seed: int | None = None,
-                 device: str = "auto"):
+    def __init__(self, model: str | os.PathLike | GANAug | LazyGAN, per_image: int = VARIANTS_PER_IMAGE,
+                 seed: int | None = None, device: str = "auto"):
         self.per_image = check_positive_int("per_image", per_image)
         self.seed = check_seed("seed", seed, allow_none=True)
         self.model = model if isinstance(model, LazyGAN) else LazyGAN(model, device)
         self._groups: list[torch.Tensor] = []  # uint8 (M, per_image, C, H, W), one tensor per image shape
         self._index: dict[bytes, tuple[int, int]] = {}  # digest -> (group, row)
-        self._added = 0
         self._seeds: torch.Generator | None = None
         self._init_process_state()
 
@@ -79,7 +79,7 @@ class VariantBank:
 
     def __len__(self) -> int:
         """Images whose variants are held."""
-        return self._added
+        return len(set(self._index.values()))
 
     @property
     def nbytes(self) -> int:
@@ -131,14 +131,13 @@ class VariantBank:
                 for row, i in enumerate(members):
                     for key in _keys(singles[i]):
                         self._index[key] = (group, row)
-        self._added = len({value for value in self._index.values()})
         self._numpy = []
         return self
 
     def _next_seed(self) -> int:
         if self._seeds is None:
             self._seeds = torch_generator(self.seed)
-        return int(torch.randint(2**62, (1,), generator=self._seeds))
+        return int(torch.randint(SEED_SPACE, (1,), generator=self._seeds))
 
     # --- lookup ---------------------------------------------------------------------------------
 
