@@ -192,6 +192,15 @@ def test_importing_the_core_loads_neither_albumentations_nor_opencv(module):
     assert result.stdout.strip() == "[]"
 
 
+@pytest.mark.parametrize("mode", ["mix", "replace"])
+def test_a_mix_transform_loads_opencv_where_it_is_built(tiny_run, mode):
+    """So that forked DataLoader workers inherit it rather than each import it on its first sample."""
+    code = (f"import sys; from ganaug.transforms import GANAugment; GANAugment({str(tiny_run)!r}, mode={mode!r}); "
+            "print('cv2' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == str(mode == "mix")
+
+
 def test_design_doc_names_every_module():
     """docs/design.md's table gives each module's job: a module added without a line there fails here."""
     design = (PACKAGE_ROOT.parent / "docs" / "design.md").read_text()

@@ -117,6 +117,18 @@ def test_every_rng_draws_through_one_rule(rng):
     assert abs(fresh_mix.seed / 2**62 - fresh_mix.weights[0]) > 1e-6
 
 
+@pytest.mark.parametrize("mode", ["replace", "mix", "variant"])
+def test_one_image_parameters_follow_the_one_rule(tiny_run, mode):
+    """The per-sample shortcut (two uniforms drawn with p) gives what the general rule gives for one image."""
+    from ganaug.adapters.augmenter import Augmenter
+    from ganaug.adapters.functional import params_from_uniforms
+
+    core = Augmenter(tiny_run, mode=mode, mix_ratio=(0.2, 0.6), device="cpu", **SMALL_BANK)
+    for pick, weight in [(0.0, 0.0), (0.37, 0.81), (1 - 2**-53, 0.5)]:
+        assert core.params_one(pick, weight) == params_from_uniforms(((pick, weight),), mode, 4, (0.2, 0.6))
+    assert core.params_one(1 - 2**-53, 0.0).positions == ([3] if mode != "variant" else [2**31 - 1])
+
+
 def test_mix_per_sample_and_batch_paths_agree_to_one_level():
     """One definition of mix: the per-sample numpy path (OpenCV's one-pass blend on uint8) and the torch batch."""
     from ganaug.adapters.functional import mix

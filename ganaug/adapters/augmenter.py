@@ -18,11 +18,14 @@ from ganaug._util.images import check_float_values
 from ganaug._util.validate import as_labels
 from ganaug.adapters.functional import (
     AugmentParams,
+    bank_position,
     check_mix_ratio,
     check_mode,
     fit_images,
+    load_mix_kernel,
     make_params,
     mix,
+    mix_weight,
     params_from_uniforms,
     replace,
 )
@@ -30,6 +33,8 @@ from ganaug.sampling.sample_bank import BANK_SIZE, REFRESH_EVERY, REFRESH_SIZE, 
 from ganaug.sampling.variant_bank import VARIANTS_PER_IMAGE, VariantBank
 
 __all__ = ["Augmenter"]
+
+_UINT8, _FLOAT32 = np.dtype(np.uint8), np.dtype(np.float32)  # compared with dtypes, not types: a tenth of the cost
 
 
 class Augmenter:
@@ -52,6 +57,8 @@ class Augmenter:
                  variants_per_image: int = VARIANTS_PER_IMAGE):
         self.mode = check_mode(mode)
         self.mix_ratio = check_mix_ratio(mix_ratio)
+        if self.mode == "mix":
+            load_mix_kernel()  # here, so that forked DataLoader workers inherit OpenCV
         # cheap to build: the model loads, and the bank fills, on first use in the process that uses it
         self.bank = SampleBank(checkpoint, size_per_class=bank_size, refresh_every=refresh_every,
                                refresh_size=refresh_size, background=background, device=device, seed=bank_seed)
@@ -79,9 +86,14 @@ class Augmenter:
 
     def params_one(self, pick: float, weight: float) -> AugmentParams:
         """The parameters of one image from two uniforms the adapter has drawn (with its ``p`` draw, in one call)."""
-        if self.mode != "variant" and not self.bank.filled:
-            self.bank.fill()
-        return params_from_uniforms(((pick, weight),), self.mode, self.bank.size_per_class, self.mix_ratio)
+        bank = self.bank
+        if self.mode == "variant":
+            return params_from_uniforms(((pick, weight),), self.mode, bank.size_per_class, self.mix_ratio)
+        if not bank.filled:
+            bank.fill()
+        # params_from_uniforms' rule for one image from the bank, without its general case's loops
+        return AugmentParams([bank_position(pick, bank.size_per_class)],
+                             [mix_weight(weight, self.mix_ratio)] if self.mode == "mix" else None)
 
     def apply(self, images: torch.Tensor, labels: list[int] | None, params: AugmentParams) -> torch.Tensor:
         """Augment a batch.
@@ -144,21 +156,24 @@ class Augmenter:
         Returns:
             The image's shape and dtype.
         """
-        if image.ndim not in (2, 3) or (image.dtype != np.uint8 and image.dtype != np.float32):
+        dtype = image.dtype
+        if image.ndim not in (2, 3) or (dtype != _UINT8 and dtype != _FLOAT32):
             return None
         if self.mode == "variant":
-            if image.dtype == np.float32:
+            if dtype == _FLOAT32:
                 check_float_values("image", image)
             found = self.variants.find(image, params.positions[0], layout)
             return None if found is None else replace(image, found)
-        if params.positions is None or not (type(label) is int or isinstance(label, np.integer)):
-            return None
+        if type(label) is not int:
+            if not isinstance(label, np.integer):
+                return None
+            label = int(label)
         shapes, num_classes = self._bank_shapes or self._read_bank_shapes()
-        if image.shape not in shapes[layout] or not 0 <= label < num_classes:
+        if params.positions is None or image.shape not in shapes[layout] or not 0 <= label < num_classes:
             return None
-        if image.dtype == np.float32:
+        if dtype == _FLOAT32:
             check_float_values("image", image)
-        synthetic = self.bank.draw_one(int(label), position=params.positions[0])
+        synthetic = self.bank.draw_one(label, position=params.positions[0])
         if layout == "HWC":
             synthetic = synthetic.transpose(1, 2, 0).reshape(image.shape)
         return mix(image, synthetic, params.weights[0]) if self.mode == "mix" else replace(image, synthetic)

@@ -25,9 +25,12 @@ __all__ = [
     "check_mix_ratio",
     "check_mode",
     "fit_images",
+    "load_mix_kernel",
+    "bank_position",
     "make_params",
-    "params_from_uniforms",
     "mix",
+    "mix_weight",
+    "params_from_uniforms",
     "random_box_masks",
     "replace",
 ]
@@ -105,17 +108,27 @@ def params_from_uniforms(uniforms: Sequence[Sequence[float]], mode: str, bank_si
     comes from the first image's uniform that nothing else uses: its second for "variant", its
     first for fresh samples (which have no bank position).
     """
-    low, high = mix_ratio
     seed = positions = weights = None
     if mode == "variant" or fresh:
         seed = int(uniforms[0][1 if mode == "variant" else 0] * SEED_SPACE) if len(uniforms) else 0
     if mode == "variant":
         positions = [int(pick * PICK_SPACE) for pick, _ in uniforms]
     elif not fresh:
-        positions = [min(int(pick * bank_size), bank_size - 1) for pick, _ in uniforms]
+        positions = [bank_position(pick, bank_size) for pick, _ in uniforms]
     if mode == "mix":
-        weights = [low + (high - low) * weight for _, weight in uniforms]
+        weights = [mix_weight(weight, mix_ratio) for _, weight in uniforms]
     return AugmentParams(positions=positions, weights=weights, seed=seed)
+
+
+def bank_position(uniform: float, bank_size: int) -> int:
+    """The bank position a uniform in [0, 1) picks: uniform in ``[0, bank_size)``."""
+    return min(int(uniform * bank_size), bank_size - 1)
+
+
+def mix_weight(uniform: float, mix_ratio: tuple[float, float]) -> float:
+    """The synthetic image's weight a uniform in [0, 1) draws: uniform in ``mix_ratio``."""
+    low, high = mix_ratio
+    return low + (high - low) * uniform
 
 
 def replace(images: np.ndarray | torch.Tensor, synthetic: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
@@ -169,6 +182,16 @@ def mix(images: np.ndarray | torch.Tensor, synthetic: np.ndarray | torch.Tensor,
     if isinstance(mixed, np.ndarray):
         return np.rint(mixed, out=mixed).astype(np.uint8)
     return mixed.round_().to(torch.uint8)
+
+
+def load_mix_kernel() -> None:
+    """Import OpenCV, which :func:`mix` blends uint8 numpy images with, now.
+
+    A transform in "mix" mode calls this when it is built, in the main process, so that forked
+    DataLoader workers inherit the module instead of each importing it (a quarter of a second)
+    on its first sample; ``import ganaug`` itself does not load OpenCV.
+    """
+    import cv2  # noqa: F401
 
 
 def random_box_masks(num: int, height: int, width: int, num_holes_range: tuple[int, int],

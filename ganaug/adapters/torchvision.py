@@ -176,7 +176,7 @@ class GANAugment(_SampleTransform):
                     return sample
                 drawn = self.core.params_one(pick, weight)
                 label_value = label if type(label) is int else find_label(sample)
-                fast = self._transform_fast(image, label_value, drawn)  # straight away: no params dict, no dispatch
+                fast = self._tensor_fast(image, label_value, drawn)  # straight away: no params dict, no dispatch
                 if fast is not None:
                     return fast, label
                 return self.transform(image, {"drawn": drawn, "label": label_value}), label
@@ -221,16 +221,20 @@ class GANAugment(_SampleTransform):
                 return None
             fast = self.core.apply_one(np.asarray(inpt), label, drawn)
             return None if fast is None else PIL.Image.fromarray(fast)
-        if not isinstance(inpt, torch.Tensor) or inpt.device.type != "cpu" or inpt.requires_grad:
+        if not isinstance(inpt, torch.Tensor):
             return None
-        plain = inpt if type(inpt) is torch.Tensor else inpt.as_subclass(torch.Tensor)
-        if plain.dtype != torch.uint8 and plain.dtype != torch.float32:
+        if type(inpt) is torch.Tensor:
+            return self._tensor_fast(inpt, label, drawn)
+        fast = self._tensor_fast(inpt.as_subclass(torch.Tensor), label, drawn)
+        return None if fast is None else tv_tensors.wrap(fast, like=inpt)
+
+    def _tensor_fast(self, tensor: torch.Tensor, label: Any, drawn: Any) -> torch.Tensor | None:
+        """:meth:`_transform_fast` on a plain tensor: a uint8 or float32 CPU tensor, seen as a numpy (C, H, W) image."""
+        if not tensor.is_cpu or (tensor.dtype is not torch.uint8
+                                 and (tensor.dtype is not torch.float32 or tensor.requires_grad)):
             return None
-        fast = self.core.apply_one(plain.numpy(), label, drawn, layout="CHW")
-        if fast is None:
-            return None
-        out = torch.from_numpy(fast)
-        return tv_tensors.wrap(out, like=inpt) if isinstance(inpt, tv_tensors.TVTensor) else out
+        fast = self.core.apply_one(tensor.numpy(), label, drawn, layout="CHW")
+        return None if fast is None else torch.from_numpy(fast)
 
     def _transform_batch(self, images: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
         labels = self.core.labels(params["label"], params["batch_size"], "label", LABEL_HOW)
