@@ -21,12 +21,12 @@ from ganaug._util.validate import check_choice, check_pair
 __all__ = [
     "MODES",
     "AugmentParams",
+    "bank_position",
     "check_hole_ranges",
     "check_mix_ratio",
     "check_mode",
     "fit_images",
     "load_mix_kernel",
-    "bank_position",
     "make_params",
     "mix",
     "mix_weight",
