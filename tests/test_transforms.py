@@ -126,6 +126,9 @@ def test_one_image_parameters_follow_the_one_rule(tiny_run, mode):
     core = Augmenter(tiny_run, mode=mode, mix_ratio=(0.2, 0.6), device="cpu", **SMALL_BANK)
     for pick, weight in [(0.0, 0.0), (0.37, 0.81), (1 - 2**-53, 0.5)]:
         assert core.params_one(pick, weight) == params_from_uniforms(((pick, weight),), mode, 4, (0.2, 0.6))
+        general = params_from_uniforms(((pick, weight), (0.5, 0.5)), mode, 4, (0.2, 0.6))  # the loops' case
+        one = core.params_one(pick, weight)
+        assert one.positions == general.positions[:1] and one.weights == (general.weights and general.weights[:1])
     assert core.params_one(1 - 2**-53, 0.0).positions == ([3] if mode != "variant" else [2**31 - 1])
 
 

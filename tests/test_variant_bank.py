@@ -165,6 +165,22 @@ def test_it_warns_once_when_most_images_are_not_held(tiny_run, monkeypatch):
             bank.find(image.numpy(), 0, "CHW")
 
 
+@pytest.mark.parametrize("adapter", ["albumentations", "torchvision"])
+def test_each_image_a_transform_sees_is_counted_once(tiny_run, adapter):
+    """A miss of the fast path is looked up again by the general path: the warning's counts see it once."""
+    images = _gray(2)
+    library = gan_albumentations if adapter == "albumentations" else gan_transforms
+    augment = library.GANAugment(tiny_run, mode="variant", p=1.0, device="cpu", variants_per_image=1, bank_seed=0)
+    augment.variant_bank.add(images, labels=[0, 1])
+    held, unknown = images[0], _gray(1, seed=7)[0]
+    for image in (held, unknown):
+        if adapter == "albumentations":
+            A.Compose([augment], seed=0)(image=image[0].numpy())
+        else:
+            augment(image, 0)
+    assert (augment.variant_bank._lookups, augment.variant_bank._misses) == (2, 1)
+
+
 def test_no_warning_when_the_images_are_held(tiny_run, monkeypatch):
     monkeypatch.setattr(variant_bank_module, "MISS_CHECK_AFTER", 4)
     images = _gray(4)

@@ -158,10 +158,7 @@ class GANAugment(_ModelTransform):
         # it and additional image targets get the same augmentation.
         images = data.get("images")
         num = len(images) if images is not None and "image" not in data else 1
-        if num == 1:  # the common sample: make_params' two uniforms, in its order, without its loops
-            drawn = self.core.params_one(self.py_random.random(), self.py_random.random())
-        else:
-            drawn = self.core.make_params(num, self.py_random)
+        drawn = self.core.make_params(num, self.py_random)
         return {"class_label": data.get("class_label"), "positions": drawn.positions, "weights": drawn.weights,
                 "seed": drawn.seed}
 

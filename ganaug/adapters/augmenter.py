@@ -18,14 +18,12 @@ from ganaug._util.images import check_float_values
 from ganaug._util.validate import as_labels
 from ganaug.adapters.functional import (
     AugmentParams,
-    bank_position,
     check_mix_ratio,
     check_mode,
     fit_images,
     load_mix_kernel,
     make_params,
     mix,
-    mix_weight,
     params_from_uniforms,
     replace,
 )
@@ -86,14 +84,9 @@ class Augmenter:
 
     def params_one(self, pick: float, weight: float) -> AugmentParams:
         """The parameters of one image from two uniforms the adapter has drawn (with its ``p`` draw, in one call)."""
-        bank = self.bank
-        if self.mode == "variant":
-            return params_from_uniforms(((pick, weight),), self.mode, bank.size_per_class, self.mix_ratio)
-        if not bank.filled:
-            bank.fill()
-        # params_from_uniforms' rule for one image from the bank, without its general case's loops
-        return AugmentParams([bank_position(pick, bank.size_per_class)],
-                             [mix_weight(weight, self.mix_ratio)] if self.mode == "mix" else None)
+        if self.mode != "variant" and not self.bank.filled:
+            self.bank.fill()
+        return params_from_uniforms(((pick, weight),), self.mode, self.bank.size_per_class, self.mix_ratio)
 
     def apply(self, images: torch.Tensor, labels: list[int] | None, params: AugmentParams) -> torch.Tensor:
         """Augment a batch.
@@ -162,7 +155,8 @@ class Augmenter:
         if self.mode == "variant":
             if dtype == _FLOAT32:
                 check_float_values("image", image)
-            found = self.variants.find(image, params.positions[0], layout)
+            # a miss is counted where the general path (apply) looks the image up again
+            found = self.variants.find(image, params.positions[0], layout, count_miss=False)
             return None if found is None else replace(image, found)
         if type(label) is not int:
             if not isinstance(label, np.integer):

@@ -108,6 +108,10 @@ def params_from_uniforms(uniforms: Sequence[Sequence[float]], mode: str, bank_si
     comes from the first image's uniform that nothing else uses: its second for "variant", its
     first for fresh samples (which have no bank position).
     """
+    if len(uniforms) == 1 and mode != "variant" and not fresh:  # one image from the bank: the per-sample path's case
+        pick, weight = uniforms[0]
+        return AugmentParams([bank_position(pick, bank_size)],
+                             [mix_weight(weight, mix_ratio)] if mode == "mix" else None)
     seed = positions = weights = None
     if mode == "variant" or fresh:
         seed = int(uniforms[0][1 if mode == "variant" else 0] * SEED_SPACE) if len(uniforms) else 0

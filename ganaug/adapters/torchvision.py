@@ -179,7 +179,7 @@ class GANAugment(_SampleTransform):
                 fast = self._tensor_fast(image, label_value, drawn)  # straight away: no params dict, no dispatch
                 if fast is not None:
                     return fast, label
-                return self.transform(image, {"drawn": drawn, "label": label_value}), label
+                return self._transform_checked(image, label_value, drawn), label
         return super().forward(*inputs)
 
     @property
@@ -203,8 +203,10 @@ class GANAugment(_SampleTransform):
             return self._transform_batch(inpt, params)
         drawn, label = params["drawn"], params["label"]
         fast = self._transform_fast(inpt, label, drawn)
-        if fast is not None:
-            return fast
+        return fast if fast is not None else self._transform_checked(inpt, label, drawn)
+
+    def _transform_checked(self, inpt: Any, label: Any, drawn: Any) -> Any:
+        """The general path for one image, where the fast path does not apply: checks everything, any size."""
         labels = self.core.labels(label, 1, "label", LABEL_HOW)
         if isinstance(inpt, PIL.Image.Image):
             batch = image_batch(inpt, "image", min_size=True)

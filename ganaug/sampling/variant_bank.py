@@ -141,13 +141,15 @@ class VariantBank:
 
     # --- lookup ---------------------------------------------------------------------------------
 
-    def find(self, image: np.ndarray, pick: int, layout: str = "HWC") -> np.ndarray | None:
+    def find(self, image: np.ndarray, pick: int, layout: str = "HWC", count_miss: bool = True) -> np.ndarray | None:
         """A copy of one variant of ``image``, in the image's layout, shape and uint8; None when it is not held.
 
         Args:
             image: uint8, or float32 in [0, 1]; (H, W), (H, W, C) ("HWC") or (C, H, W) ("CHW").
             pick: which of the image's variants (modulo ``per_image``).
             layout: how ``image`` is laid out.
+            count_miss: count a miss towards the warning; False where the caller looks the image up
+                again on a miss (a fast path before the general one), so that each image counts once.
         """
         if not self._index:
             return None
@@ -155,11 +157,13 @@ class VariantBank:
             self._init_process_state()
         key = _digest(_as_uint8(image), layout)
         found = self._index.get(key)
-        self._lookups += 1
         if found is None:
-            self._misses += 1
-            self._judge()
+            if count_miss:
+                self._lookups += 1
+                self._misses += 1
+                self._judge()
             return None
+        self._lookups += 1
         if not self._numpy:
             self._numpy = [group.numpy() for group in self._groups]
         group, row = found
