@@ -138,7 +138,8 @@ def test_config_options_come_from_the_fields(argv, config, hidden, monkeypatch, 
         line = next(entry for entry in entries if entry.startswith(option + " ") or entry.startswith(option + ","))
         assert docs[field.name].rstrip(".") in line, field.name
         if field.default not in (None, dataclasses.MISSING) and not isinstance(field.default, (bool, tuple)):
-            assert f"(default: {field.default})" in line, field.name
+            shown = "''" if field.default == "" else field.default
+            assert f"(default: {shown})" in line, field.name
 
 
 def test_train_options_reach_the_config_and_keep_the_old_names():

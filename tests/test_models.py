@@ -116,3 +116,50 @@ def test_minibatch_std_sees_variety_and_keeps_halves_apart():
     # Reals (first half, identical) and fakes (second half, varied) in one batch: groups never mix them.
     both = layer(torch.cat([same, varied]))
     assert torch.all(both[:8, -1] == 0) and torch.all(both[8:, -1] > 0)
+
+
+def test_batch_norm_generator_normalizes_over_the_batch_in_training_and_samples_from_running_stats():
+    torch.manual_seed(0)
+    generator = Generator(3, 28, 1, z_dim=8, embed_dim=8, base_channels=32, min_channels=8, norm="batch")
+    assert any(name.endswith("running_mean") for name, _ in generator.named_buffers())
+    z, labels = torch.randn(6, 8), torch.tensor([0, 1, 2, 0, 1, 2])
+    generator.train()
+    together = generator(z, labels)
+    alone = generator(z[:2], labels[:2])
+    assert not torch.allclose(together[:2], alone, atol=1e-4), "in training, each image depends on its batch"
+    generator.eval()
+    torch.testing.assert_close(generator(z, labels)[:2], generator(z[:2], labels[:2]), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="norm should be one of"):
+        Generator(3, 28, 1, norm="layer")
+
+
+def test_ema_update_copies_buffers_and_averages_parameters():
+    from ganaug.train.steps import update_ema
+
+    live = Generator(3, 28, 1, z_dim=8, embed_dim=8, base_channels=16, min_channels=8, norm="batch")
+    ema = Generator(3, 28, 1, z_dim=8, embed_dim=8, base_channels=16, min_channels=8, norm="batch")
+    live.train()(torch.randn(4, 8), torch.tensor([0, 1, 2, 0]))  # moves the running statistics
+    before = [p.clone() for p in ema.parameters()]
+    update_ema(ema, live, step=1000, decay=0.5, warmup=1)
+    for average, current in zip(ema.buffers(), live.buffers(), strict=True):
+        assert torch.equal(average, current)
+    for old, average, current in zip(before, ema.parameters(), live.parameters(), strict=True):
+        torch.testing.assert_close(average, (old + current) / 2)
+
+
+def test_z_to_blocks_feeds_the_noise_to_every_norm():
+    """With z cut out of the first layer and the mapping, only z_to_blocks lets z change the image."""
+    torch.manual_seed(0)
+    z, labels = torch.randn(2, 8), torch.tensor([0, 0])
+    outputs = {}
+    for fed in (False, True):
+        generator = Generator(3, 28, 1, z_dim=8, embed_dim=8, base_channels=16, min_channels=8, z_to_blocks=fed)
+        with torch.no_grad():
+            for module in generator.modules():  # make the conditional norms non-trivial
+                if isinstance(module, torch.nn.Linear) and module.out_features in (16, 8):
+                    torch.nn.init.normal_(module.weight, std=0.5)
+            generator.start.weight[:, :8] = 0
+            generator.mapping[0].weight[:, :8] = 0
+        outputs[fed] = generator(z, labels)
+    torch.testing.assert_close(outputs[False][0], outputs[False][1])
+    assert not torch.allclose(outputs[True][0], outputs[True][1], atol=1e-3)

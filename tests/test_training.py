@@ -183,9 +183,9 @@ def test_non_finite_steps_are_skipped_then_the_checkpoint_is_restored(small_data
     real_loss = training_module.d_loss
     calls = {"n": 0}
 
-    def flaky_loss(logits_real, logits_fake):
+    def flaky_loss(logits_real, logits_fake, kind="hinge"):
         calls["n"] += 1
-        loss = real_loss(logits_real, logits_fake)
+        loss = real_loss(logits_real, logits_fake, kind)
         return loss * float("nan") if 3 <= calls["n"] <= 6 else loss
 
     monkeypatch.setattr(training_module, "d_loss", flaky_loss)
@@ -358,3 +358,38 @@ def test_mode_seeking_class_only_shows_d_the_real_images_of_the_conditions(small
     for real, labels in seen:  # the second half repeats the first half's conditions, real images included
         half = len(labels) // 2
         assert torch.equal(labels[:half], labels[half:]) and torch.equal(real[:half], real[half:])
+
+
+def test_batch_norm_generator_trains_resumes_and_samples(small_data, extractor_file, tmp_path):
+    weights = str(extractor_file)
+    with pytest.raises(ValueError, match="g_norm"):
+        tiny_config(g_norm="instance")
+    config = tiny_config(steps=2, backbone_weights=weights, g_norm="batch")
+    ganaug.train(small_data, config, tmp_path / "r", progress=False)
+    ganaug.train(small_data, tiny_config(steps=4, backbone_weights=weights, g_norm="batch"), tmp_path / "r",
+                 resume=True, progress=False)
+    tensors = _checkpoint_tensors(tmp_path / "r")
+    means = [k for k in tensors if k.startswith("g_ema.") and k.endswith("running_mean")]
+    assert means and not torch.equal(tensors[means[0]], torch.zeros_like(tensors[means[0]]))
+    loaded = ganaug.GANAug.from_pretrained(tmp_path / "r")
+    assert loaded.info["generator"]["norm"] == "batch"
+    assert not loaded.generator.training  # sampling uses the running statistics, whatever the batch
+    assert torch.equal(loaded.sample(6, seed=3), loaded.sample(6, seed=3))
+
+
+def test_losses_match_their_definitions():
+    from ganaug.train.steps import d_loss, g_loss
+
+    real, fake = [torch.tensor([[2.0], [-0.5]]), torch.tensor([[0.3]])], [torch.tensor([[-1.5], [0.5]]),
+                                                                         torch.tensor([[0.1]])]
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    expected = sum(bce(r, torch.ones_like(r)) + bce(f, torch.zeros_like(f)) for r, f in zip(real, fake, strict=True))
+    torch.testing.assert_close(d_loss(real, fake, "non_saturating"), expected)
+    torch.testing.assert_close(g_loss(fake, "non_saturating"),
+                               sum(bce(f, torch.ones_like(f)) for f in fake))
+    torch.testing.assert_close(d_loss(real, fake, "hinge"), torch.tensor((0 + 1.5) / 2 + (0 + 1.5) / 2 + 0.7 + 1.1))
+    torch.testing.assert_close(g_loss(fake, "hinge"), torch.tensor(0.5 - 0.1))
+    with pytest.raises(ValueError, match="loss should be one of"):
+        d_loss(real, fake, "wasserstein")
+    with pytest.raises(ValueError, match="loss"):
+        tiny_config(loss="wasserstein")

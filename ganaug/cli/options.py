@@ -118,7 +118,8 @@ def _help(text: str, default: Any) -> str:
         default = "on" if default else "off"
     elif isinstance(default, tuple):
         default = " ".join(map(str, default))
-    return text if "default:" in text else f"{text.rstrip('.')} (default: {default})"
+    shown = "''" if default == "" else default  # an empty string, visibly
+    return text if "default:" in text else f"{text.rstrip('.')} (default: {shown})"
 
 
 def add_config_options(parser: argparse.ArgumentParser, cls: type, skip: Iterable[str] = (),

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganaug._util.validate import check_channels, check_choice
-from ganaug.nets.layers import ConditionalGroupNorm, unit_rms, upsample_nearest_2x
+from ganaug.nets.layers import NORMS, conditional_norm, unit_rms, upsample_nearest_2x
 
 __all__ = ["SUPPORTED_RESOLUTIONS", "Generator", "initial_size", "to_uint8"]
 
@@ -37,12 +37,12 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
 class UpBlock(nn.Module):
     """Nearest 2x upsampling, two 3x3 convolutions with conditional norms, and a 1x1 skip."""
 
-    def __init__(self, in_channels: int, out_channels: int, cond_dim: int):
+    def __init__(self, in_channels: int, out_channels: int, cond_dim: int, norm: str = "group"):
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
-        self.norm1 = ConditionalGroupNorm(out_channels, cond_dim)
+        self.norm1 = conditional_norm(norm, out_channels, cond_dim)
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
-        self.norm2 = ConditionalGroupNorm(out_channels, cond_dim)
+        self.norm2 = conditional_norm(norm, out_channels, cond_dim)
         self.skip = nn.Conv2d(in_channels, out_channels, 1)
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
@@ -65,12 +65,18 @@ class Generator(nn.Module):
         base_channels: channels at the first (lowest-resolution) block; halved each block,
             down to ``min_channels``.
         min_channels: narrowest block.
+        norm: "group" (GroupNorm, per image) or "batch" (BatchNorm over the batch, as BigGAN and
+            DCGAN; sampling then uses its running statistics), each modulated by the condition.
+        z_to_blocks: feed z to every norm directly, beside the mapped condition (BigGAN's skip-z),
+            so that z is not diluted by the class path in the unit-RMS mapping output.
     """
 
     def __init__(self, num_classes: int, resolution: int, channels: int, z_dim: int = 64, embed_dim: int = 64,
-                 instance_dim: int = 0, base_channels: int = 256, min_channels: int = 64):
+                 instance_dim: int = 0, base_channels: int = 256, min_channels: int = 64, norm: str = "group",
+                 z_to_blocks: bool = False):
         super().__init__()
         check_choice("resolution", resolution, SUPPORTED_RESOLUTIONS)
+        check_choice("norm", norm, NORMS)
         check_channels("channels", channels)
         self.num_classes, self.resolution, self.channels = num_classes, resolution, channels
         self.z_dim, self.instance_dim = z_dim, instance_dim
@@ -78,6 +84,8 @@ class Generator(nn.Module):
         self.instance_proj = nn.Linear(instance_dim, embed_dim) if instance_dim else None
         cond_in = z_dim + embed_dim * (2 if instance_dim else 1)
         cond_dim = 256
+        self.z_to_blocks = z_to_blocks
+        norm_dim = cond_dim + (z_dim if z_to_blocks else 0)
         self.mapping = nn.Sequential(nn.Linear(cond_in, cond_dim), nn.LeakyReLU(0.2),
                                      nn.Linear(cond_dim, cond_dim), nn.LeakyReLU(0.2))
         self.start_size = initial_size(resolution)
@@ -87,8 +95,8 @@ class Generator(nn.Module):
         # it; a first layer fed only through the mapping let a shared bias dominate, and G
         # ignored z.
         self.start = nn.Linear(cond_in, widths[0] * self.start_size**2)
-        self.start_norm = ConditionalGroupNorm(widths[0], cond_dim)
-        self.blocks = nn.ModuleList(UpBlock(widths[i], widths[i + 1], cond_dim) for i in range(num_blocks))
+        self.start_norm = conditional_norm(norm, widths[0], norm_dim)
+        self.blocks = nn.ModuleList(UpBlock(widths[i], widths[i + 1], norm_dim, norm) for i in range(num_blocks))
         self.to_image = nn.Conv2d(widths[-1], channels, 3, padding=1)
 
     def inputs(self, z: torch.Tensor, labels: torch.Tensor, instance: torch.Tensor | None) -> torch.Tensor:
@@ -116,6 +124,8 @@ class Generator(nn.Module):
         inputs = self.inputs(z, labels, instance)
         cond = self.mapping(inputs)
         cond = cond * torch.rsqrt(cond.square().mean(dim=1, keepdim=True) + 1e-8)  # unit RMS for the norms
+        if self.z_to_blocks:
+            cond = torch.cat([cond, z], dim=1)
         x = self.start(inputs).view(z.shape[0], -1, self.start_size, self.start_size)
         weight = self.to_image.weight
         if weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous():

@@ -8,7 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ConditionalGroupNorm", "MinibatchStd", "unit_rms", "upsample_nearest_2x"]
+__all__ = ["NORMS", "ConditionalBatchNorm", "ConditionalGroupNorm", "MinibatchStd", "conditional_norm", "unit_rms",
+           "upsample_nearest_2x"]
+
+NORMS = ("group", "batch")  # the generator's normalization: per image (GroupNorm) or over the batch (BatchNorm)
 
 
 def unit_rms(vectors: torch.Tensor) -> torch.Tensor:
@@ -88,3 +91,33 @@ class ConditionalGroupNorm(nn.Module):
         offset = shift.view(n, groups, -1) - mean[:, :, None] * multiplier
         return torch.addcmul(offset.view(n, 1, 1, c).permute(0, 3, 1, 2), x,
                              multiplier.reshape(n, 1, 1, c).permute(0, 3, 1, 2))
+
+
+class ConditionalBatchNorm(nn.Module):
+    """BatchNorm without its own affine, scaled and shifted by linear maps of a conditioning vector (BigGAN).
+
+    In training it normalizes each channel over the batch, so a channel only carries signal
+    where the images of a batch differ: a generator whose batch is one image repeated has
+    nothing left to draw with. In eval mode (sampling) it uses the running statistics.
+    """
+
+    def __init__(self, channels: int, cond_dim: int):
+        super().__init__()
+        self.norm = nn.BatchNorm2d(channels, affine=False)
+        self.scale = nn.Linear(cond_dim, channels)
+        self.shift = nn.Linear(cond_dim, channels)
+        for layer in (self.scale, self.shift):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        return torch.addcmul(self.shift(cond)[:, :, None, None], self.norm(x), 1 + self.scale(cond)[:, :, None, None])
+
+
+def conditional_norm(kind: str, channels: int, cond_dim: int) -> nn.Module:
+    """The generator's conditional normalization of ``kind`` (one of :data:`NORMS`)."""
+    if kind == "batch":
+        return ConditionalBatchNorm(channels, cond_dim)
+    if kind == "group":
+        return ConditionalGroupNorm(channels, cond_dim)
+    raise ValueError(f"norm should be one of {NORMS}, got {kind!r}")

@@ -24,6 +24,8 @@ from ganaug._util.validate import (
 from ganaug.nets.build import BackboneSpec, DiscriminatorSpec, GeneratorSpec
 from ganaug.nets.diffaugment import POLICIES
 from ganaug.nets.generator import SUPPORTED_RESOLUTIONS
+from ganaug.nets.layers import NORMS
+from ganaug.train.steps import LOSSES
 
 __all__ = ["BACKBONE_INPUT_SIZES", "BACKBONE_WEIGHTS", "PRECISIONS", "TrainConfig", "default_backbone_input_size",
            "saved_config_for_resume"]
@@ -58,6 +60,9 @@ class TrainConfig:
     # width of the generator's first, lowest-resolution block; halved per block (CPU cost grows ~square)
     g_channels: int = 128
     g_min_channels: int = 32  # width of the generator's narrowest block
+    # the generator's conditional normalization: group (per image) or batch (over the batch, as BigGAN)
+    g_norm: str = "group"
+    z_to_blocks: bool = False  # feed the noise to every generator block directly, beside the condition (BigGAN)
     # IC-GAN: condition on the pooled backbone features of a real image, not only on the class
     instance_conditioning: bool = True
     # real images shown to D for an instance come from this many of its same-class nearest neighbours
@@ -85,12 +90,14 @@ class TrainConfig:
     lr_g: float = 2e-4  # Adam learning rate of the generator
     lr_d: float = 8e-4  # Adam learning rate of the discriminator (two time-scale update rule: 4x the generator's)
     betas: tuple[float, float] = (0.0, 0.99)  # Adam betas of both networks
+    loss: str = "hinge"  # the adversarial loss: hinge or non_saturating
     # weight of MSGAN's mode-seeking term, which makes G use its noise (pairs in each batch share a condition; 0: off)
     mode_seeking: float = 0.0
     ema_decay: float = 0.999  # decay of the generator's exponential moving average, which is what sampling uses
     ema_warmup: int = 10  # EMA warm-up: the decay at step t is min(ema_decay, (1 + t) / (ema_warmup + t))
-    # DiffAugment policies applied to real and fake images before D (comma-separated; empty: none)
-    diffaugment: str = "color,translation,cutout"
+    # DiffAugment policies applied to real and fake images before D (comma-separated: color, translation, cutout;
+    # empty: none, as on small data through frozen features they made G collapse, docs/benchmarks.md)
+    diffaugment: str = ""
 
     seed: int = 0  # seeds the initial weights, the batches, the noise and the augmentations
     device: str | None = None  # cpu or cuda (default: cuda when available)
@@ -136,6 +143,8 @@ class TrainConfig:
         self.backbone_out_indices = tuple(check_int("backbone_out_indices", i, low=0)
                                           for i in self.backbone_out_indices)
         check_choice("precision", self.precision, PRECISIONS)
+        check_choice("g_norm", self.g_norm, NORMS)
+        check_choice("loss", self.loss, LOSSES)
         check_seed("seed", self.seed)
         for name in filter(None, (p.strip() for p in self.diffaugment.split(","))):
             check_choice("diffaugment", name, tuple(POLICIES))
@@ -172,7 +181,8 @@ class TrainConfig:
         """The generator this config trains, for data of the given shape."""
         return GeneratorSpec(num_classes=num_classes, resolution=resolution, channels=channels, z_dim=self.z_dim,
                              embed_dim=self.embed_dim, instance_dim=instance_dim, base_channels=self.g_channels,
-                             min_channels=self.g_min_channels)
+                             min_channels=self.g_min_channels, norm=self.g_norm,
+                             z_to_blocks=self.z_to_blocks)
 
     def discriminator_spec(self, num_classes: int, resolution: int, channels: int,
                            instance_dim: int) -> DiscriminatorSpec:

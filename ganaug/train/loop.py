@@ -243,9 +243,9 @@ def _train_step(index: torch.Tensor, images: torch.Tensor, labels: torch.Tensor,
         fake = g_train(z, batch_labels, instance)
     d_module = _unwrap(d_train)
     loss_d, ok_d = d_step(d_train, d_module, real, fake, batch_labels, instance, config.diffaugment, state.opt_d,
-                          state.scaler, autocast)
+                          state.scaler, autocast, loss=config.loss)
     loss_g, ok_g = g_step(d_module, fake, batch_labels, instance, config.diffaugment, state.opt_g, state.scaler,
-                          autocast, z=z, mode_seeking=config.mode_seeking)
+                          autocast, z=z, mode_seeking=config.mode_seeking, loss=config.loss)
     state.opt_d.zero_grad(set_to_none=True)  # the G step's gradients for D's weights
     if context.all_reduce_max(torch.tensor(float(not (ok_d and ok_g)))) != 0:
         return None

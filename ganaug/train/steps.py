@@ -1,7 +1,8 @@
 """One training step's parts: the discriminator step, the generator step, their losses, and the EMA update.
 
-Hinge loss, summed over the discriminator's heads. DiffAugment is applied to real and fake images
-before D. In the D step the frozen backbone runs under ``no_grad`` on real and fake images in one
+The hinge or the non-saturating loss (``TrainConfig.loss``), summed over the discriminator's
+heads. DiffAugment (``TrainConfig.diffaugment``, off by default) is applied to real and fake
+images before D. In the D step the frozen backbone runs under ``no_grad`` on real and fake images in one
 batch; only the G step backpropagates through it, to the images.
 """
 
@@ -15,18 +16,30 @@ from torch import nn
 
 from ganaug.nets.diffaugment import diff_augment
 
-__all__ = ["backward_and_step", "d_loss", "d_step", "g_loss", "g_step", "mode_seeking_loss", "update_ema"]
+__all__ = ["LOSSES", "backward_and_step", "d_loss", "d_step", "g_loss", "g_step", "mode_seeking_loss", "update_ema"]
+
+# The adversarial losses: the non-saturating logistic loss of the original GAN (as StyleGAN and the
+# textbook DCGAN), or the hinge loss (SNGAN, BigGAN, Projected GAN).
+LOSSES = ("non_saturating", "hinge")
 
 
-def d_loss(logits_real: list[torch.Tensor], logits_fake: list[torch.Tensor]) -> torch.Tensor:
-    """Hinge loss, averaged over the batch and summed over heads."""
-    return sum(F.relu(1 - r.float()).mean() + F.relu(1 + f.float()).mean()
-               for r, f in zip(logits_real, logits_fake, strict=True))
+def d_loss(logits_real: list[torch.Tensor], logits_fake: list[torch.Tensor], kind: str = "hinge") -> torch.Tensor:
+    """The discriminator's loss of ``kind`` (one of :data:`LOSSES`), averaged over the batch and summed over heads."""
+    pairs = [(r.float(), f.float()) for r, f in zip(logits_real, logits_fake, strict=True)]
+    if kind == "hinge":
+        return sum(F.relu(1 - r).mean() + F.relu(1 + f).mean() for r, f in pairs)
+    if kind == "non_saturating":
+        return sum(F.softplus(-r).mean() + F.softplus(f).mean() for r, f in pairs)
+    raise ValueError(f"loss should be one of {LOSSES}, got {kind!r}")
 
 
-def g_loss(logits: list[torch.Tensor]) -> torch.Tensor:
-    """The generator's hinge loss: minus the mean logit, summed over heads."""
-    return -sum(logit.float().mean() for logit in logits)
+def g_loss(logits: list[torch.Tensor], kind: str = "hinge") -> torch.Tensor:
+    """The generator's loss of ``kind``: minus the mean logit (hinge) or softplus(-logit) (non-saturating), summed."""
+    if kind == "hinge":
+        return -sum(logit.float().mean() for logit in logits)
+    if kind == "non_saturating":
+        return sum(F.softplus(-logit.float()).mean() for logit in logits)
+    raise ValueError(f"loss should be one of {LOSSES}, got {kind!r}")
 
 
 def backward_and_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler) -> bool:
@@ -52,7 +65,8 @@ def backward_and_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scal
 
 def d_step(discriminator: nn.Module, d_module: nn.Module, real: torch.Tensor, fake: torch.Tensor,
            labels: torch.Tensor, instance: torch.Tensor | None, policy: str, optimizer: torch.optim.Optimizer,
-           scaler: torch.amp.GradScaler, autocast: AbstractContextManager) -> tuple[torch.Tensor, bool]:
+           scaler: torch.amp.GradScaler, autocast: AbstractContextManager, loss: str = "hinge",
+           ) -> tuple[torch.Tensor, bool]:
     """One discriminator update on a batch of real and (detached) fake images.
 
     Args:
@@ -65,10 +79,12 @@ def d_step(discriminator: nn.Module, d_module: nn.Module, real: torch.Tensor, fa
         policy: DiffAugment policy.
         optimizer, scaler: D's optimizer and the gradient scaler.
         autocast: the mixed-precision context of the run.
+        loss: the adversarial loss, one of :data:`LOSSES`.
 
     Returns:
         The loss and whether the step was taken.
     """
+    kind = loss
     with autocast:
         real_aug = diff_augment(real, policy)
         fake_aug = diff_augment(fake.detach(), policy)
@@ -77,14 +93,14 @@ def d_step(discriminator: nn.Module, d_module: nn.Module, real: torch.Tensor, fa
             both_features = d_module.features(both)
         both_instance = None if instance is None else torch.cat([instance, instance])
         logits = discriminator(both, torch.cat([labels, labels]), both_instance, features=both_features)
-        loss = d_loss([t[:len(labels)] for t in logits], [t[len(labels):] for t in logits])
+        loss = d_loss([t[:len(labels)] for t in logits], [t[len(labels):] for t in logits], kind)
     return loss, backward_and_step(loss, optimizer, scaler)
 
 
 def g_step(d_module: nn.Module, fake: torch.Tensor, labels: torch.Tensor, instance: torch.Tensor | None,
            policy: str, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
            autocast: AbstractContextManager, z: torch.Tensor | None = None,
-           mode_seeking: float = 0.0) -> tuple[torch.Tensor, bool]:
+           mode_seeking: float = 0.0, loss: str = "hinge") -> tuple[torch.Tensor, bool]:
     """One generator update through the plain D module.
 
     D's weights get no update here, so under DDP no reduction is needed for them; the gradients
@@ -94,8 +110,9 @@ def g_step(d_module: nn.Module, fake: torch.Tensor, labels: torch.Tensor, instan
     Returns:
         The loss and whether the step was taken.
     """
+    kind = loss
     with autocast:
-        loss = g_loss(d_module(diff_augment(fake, policy), labels, instance))
+        loss = g_loss(d_module(diff_augment(fake, policy), labels, instance), kind)
         if mode_seeking > 0:
             loss = loss + mode_seeking * mode_seeking_loss(fake, z)
     return loss, backward_and_step(loss, optimizer, scaler)
@@ -115,7 +132,12 @@ def mode_seeking_loss(fake: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def update_ema(ema: nn.Module, live: nn.Module, step: int, decay: float, warmup: int) -> None:
-    """Move the EMA generator towards the trained one, with decay ``min(decay, (1 + step) / (warmup + step))``."""
+    """Move the EMA generator towards the trained one, with decay ``min(decay, (1 + step) / (warmup + step))``.
+
+    Buffers (a BatchNorm generator's running statistics) are copied: they are the live network's.
+    """
     decay = min(decay, (1 + step) / (warmup + step))
     for average, current in zip(ema.parameters(), live.parameters(), strict=True):
         average.lerp_(current.detach(), 1 - decay)
+    for average, current in zip(ema.buffers(), live.buffers(), strict=True):
+        average.copy_(current)
