@@ -67,6 +67,7 @@ from ganaug.eval.metrics import frechet_distance, precision_recall_density_cover
 from ganaug.nets.diffaugment import diff_augment  # noqa: E402
 from ganaug.nets.discriminator import ProjectedDiscriminator  # noqa: E402
 from ganaug.nets.generator import Generator, to_uint8  # noqa: E402
+from ganaug.nets.instances import draw_instance_features  # noqa: E402
 from ganaug.train.checkpoint import flatten_optimizer, unflatten_optimizer  # noqa: E402
 from ganaug.train.steps import d_loss, g_loss, update_ema  # noqa: E402
 
@@ -275,8 +276,8 @@ def run_train(config: dict, data: ganaug.ImageDataset, milestone: int, work: Pat
     @torch.no_grad()
     def sample(labels: torch.Tensor, z: torch.Tensor, instance: torch.Tensor | None = None) -> torch.Tensor:
         if gan.instance_conditional and instance is None:
-            instance = ganaug.nets.instances.draw_instance_features(gan.bank_features, gan.bank_labels, labels,
-                                                                     torch.Generator().manual_seed(7))
+            instance = draw_instance_features(gan.bank_features, gan.bank_labels, labels,
+                                              torch.Generator().manual_seed(7))
         return gan._generate(z, labels, instance, 500)
 
     sampler = Sampler(sample, generator.z_dim, gan.bank_features if gan.instance_conditional else None,
