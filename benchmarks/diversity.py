@@ -59,6 +59,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from cdcgan import CDCGANDiscriminator, CDCGANGenerator  # noqa: E402
 from eval_classifier import features, load_or_train_eval_classifier, predict  # noqa: E402
+from usefulness import subset_per_class  # noqa: E402  (the usefulness benchmark's subsets, one rule)
 
 import ganaug  # noqa: E402
 from ganaug._util.checkpoint_file import read_checkpoint, write_checkpoint  # noqa: E402
@@ -87,15 +88,6 @@ CHOICES = {part: (GANAUG_SIDE[part], CDCGAN_SIDE[part]) for part in GANAUG_SIDE}
 CHOICES["g"] += ("ganaug-bn", "ganaug-zblocks", "ganaug-bn-zblocks")
 # DiffAugment by policy: diffaug=translation, diffaug=color+cutout ("+" for the policy's ",")
 CHOICES["diffaug"] += ("color", "translation", "cutout", "color+translation", "translation+cutout", "color+cutout")
-
-
-# --- data -----------------------------------------------------------------------------------------
-
-def subset_per_class(dataset: ganaug.ImageDataset, k: int, seed: int = 0) -> ganaug.ImageDataset:
-    """The usefulness benchmark's subset: the first k images of each class in a shuffle seeded ``seed``."""
-    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))
-    picks = torch.cat([order[dataset.labels[order] == c][:k] for c in range(dataset.num_classes)])
-    return dataset.subset(picks)
 
 
 # --- configurations -------------------------------------------------------------------------------

@@ -54,18 +54,21 @@ def upsample_nearest_2x(x: torch.Tensor) -> torch.Tensor:
     return x[:, :, :, None, :, None].expand(n, c, h, 2, w, 2).reshape(n, c, 2 * h, 2 * w)
 
 
+def _modulation(cond_dim: int, channels: int) -> nn.Linear:
+    """A conditional norm's scale or shift map, zero at first so that the norm starts as a plain one."""
+    layer = nn.Linear(cond_dim, channels)
+    nn.init.zeros_(layer.weight)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
 class ConditionalGroupNorm(nn.Module):
     """GroupNorm without its own affine, scaled and shifted by linear maps of a conditioning vector."""
 
     def __init__(self, channels: int, cond_dim: int):
         super().__init__()
         self.norm = nn.GroupNorm(min(32, channels // 4), channels, affine=False)
-        self.scale = nn.Linear(cond_dim, channels)
-        self.shift = nn.Linear(cond_dim, channels)
-        nn.init.zeros_(self.scale.weight)
-        nn.init.zeros_(self.scale.bias)
-        nn.init.zeros_(self.shift.weight)
-        nn.init.zeros_(self.shift.bias)
+        self.scale, self.shift = _modulation(cond_dim, channels), _modulation(cond_dim, channels)
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         scale, shift = 1 + self.scale(cond), self.shift(cond)
@@ -104,11 +107,7 @@ class ConditionalBatchNorm(nn.Module):
     def __init__(self, channels: int, cond_dim: int):
         super().__init__()
         self.norm = nn.BatchNorm2d(channels, affine=False)
-        self.scale = nn.Linear(cond_dim, channels)
-        self.shift = nn.Linear(cond_dim, channels)
-        for layer in (self.scale, self.shift):
-            nn.init.zeros_(layer.weight)
-            nn.init.zeros_(layer.bias)
+        self.scale, self.shift = _modulation(cond_dim, channels), _modulation(cond_dim, channels)
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         return torch.addcmul(self.shift(cond)[:, :, None, None], self.norm(x), 1 + self.scale(cond)[:, :, None, None])

@@ -84,7 +84,6 @@ def d_step(discriminator: nn.Module, d_module: nn.Module, real: torch.Tensor, fa
     Returns:
         The loss and whether the step was taken.
     """
-    kind = loss
     with autocast:
         real_aug = diff_augment(real, policy)
         fake_aug = diff_augment(fake.detach(), policy)
@@ -93,8 +92,8 @@ def d_step(discriminator: nn.Module, d_module: nn.Module, real: torch.Tensor, fa
             both_features = d_module.features(both)
         both_instance = None if instance is None else torch.cat([instance, instance])
         logits = discriminator(both, torch.cat([labels, labels]), both_instance, features=both_features)
-        loss = d_loss([t[:len(labels)] for t in logits], [t[len(labels):] for t in logits], kind)
-    return loss, backward_and_step(loss, optimizer, scaler)
+        value = d_loss([t[:len(labels)] for t in logits], [t[len(labels):] for t in logits], loss)
+    return value, backward_and_step(value, optimizer, scaler)
 
 
 def g_step(d_module: nn.Module, fake: torch.Tensor, labels: torch.Tensor, instance: torch.Tensor | None,
@@ -110,12 +109,11 @@ def g_step(d_module: nn.Module, fake: torch.Tensor, labels: torch.Tensor, instan
     Returns:
         The loss and whether the step was taken.
     """
-    kind = loss
     with autocast:
-        loss = g_loss(d_module(diff_augment(fake, policy), labels, instance), kind)
+        value = g_loss(d_module(diff_augment(fake, policy), labels, instance), loss)
         if mode_seeking > 0:
-            loss = loss + mode_seeking * mode_seeking_loss(fake, z)
-    return loss, backward_and_step(loss, optimizer, scaler)
+            value = value + mode_seeking * mode_seeking_loss(fake, z)
+    return value, backward_and_step(value, optimizer, scaler)
 
 
 def mode_seeking_loss(fake: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
