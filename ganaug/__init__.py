@@ -6,6 +6,7 @@ The pipeline adapters are imported on their own: ``ganaug.albumentations`` and
 ``ganaug.transforms`` (torchvision.transforms.v2).
 """
 
+from ganaug._util.hub import HubError
 from ganaug._util.versions import __version__
 from ganaug.adapters.datasets import ExpandedDataset, SyntheticDataset
 from ganaug.data import DataSource, ImageDataset, load_dataset, load_fashion_mnist
@@ -24,6 +25,7 @@ __all__ = [
     "FeatureGAN",
     "FeatureGANConfig",
     "GANAug",
+    "HubError",
     "ImageDataset",
     "PretrainConfig",
     "PretrainResult",

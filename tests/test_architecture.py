@@ -23,6 +23,8 @@ CONFINED = {
     "albumentations": {"ganaug.adapters.albumentations"},
     "pydantic": {"ganaug.adapters.albumentations"},
     "cv2": {"ganaug.sampling.completion", "ganaug.adapters.functional"},
+    # the Hub client: downloads and uploads of models in _util/hub (timm's weights look in its cache too)
+    "huggingface_hub": {"ganaug._util.hub", "ganaug.nets.weights"},
 }
 
 
@@ -217,7 +219,7 @@ def test_the_public_surface_is_kept():
 
     assert sorted(ganaug.__all__) == sorted([
         "DataSource", "EvalConfig", "ExpandedDataset", "FeatureDataset", "FeatureExtractor", "FeatureGAN",
-        "FeatureGANConfig", "GANAug", "ImageDataset", "PretrainConfig", "PretrainResult", "SampleBank",
+        "FeatureGANConfig", "GANAug", "HubError", "ImageDataset", "PretrainConfig", "PretrainResult", "SampleBank",
         "SyntheticDataset", "TrainConfig", "VariantBank", "WeightsUnavailableError", "__version__", "evaluate",
         "extract_features",
         "load_dataset", "load_fashion_mnist", "pretrain_extractor", "train"])

@@ -32,6 +32,7 @@ from ganaug.train.pretrain import PretrainConfig
 
 __all__ = ["build_parser", "main"]
 
+EVAL_FILE = "eval.json"  # in a run directory: the 'ganaug eval --out' report that 'ganaug push' puts in the card
 EXPAND_OPTIONS = ("output_format", "shard_size", "num_shards", "shard_index", "seed", "batch_size", "truncation",
                   "device")
 
@@ -135,6 +136,17 @@ def build_parser() -> argparse.ArgumentParser:
     draw.add_argument("--out", type=Path, required=True, help="the .safetensors file to write")
     add_seed_option(draw)
     add_device_option(draw)
+
+    push = add_command(commands, "push", _push)
+    push.add_argument("run", help="run directory or exported model folder")
+    push.add_argument("repo_id", help="Hugging Face Hub repository, org/name (created when missing)")
+    push.add_argument("--private", action="store_true", default=None, help="create the repository private")
+    push.add_argument("--token", default=None,
+                      help="Hub token with write access (default: HF_TOKEN or 'hf auth login')")
+    add_function_options(push, GANAug.push_to_hub, ["license", "commit_message"], aliases={"commit_message": ["-m"]})
+    push.add_argument("--eval", dest="evaluation", type=Path, default=None,
+                      help=f"'ganaug eval --out' JSON whose figures go into the model card (default: RUN/{EVAL_FILE} "
+                           "when it exists)")
 
     demo = add_command(commands, "demo", _demo)
     add_config_options(demo, DemoConfig, aliases={"out_dir": ["--out"], "gan_minutes": ["--minutes"]})
@@ -403,6 +415,25 @@ def _features_sample(args: argparse.Namespace) -> int:
     save_features(args.out, features, labels, {"generator": str(args.model), "seed": str(args.seed),
                                                "classes": json.dumps(list(model.classes))})
     print(f"wrote {len(features)} synthetic vectors to {args.out}")
+    return 0
+
+
+def _push(args: argparse.Namespace) -> int:
+    """Upload a model to the Hugging Face Hub, with a sample grid and a model card.
+
+    Export the model (safetensors weights and config.json), draw a sample grid and write a model card (Hub metadata,
+    the data, classes, resolution, training step, the 'ganaug eval' figures when given or found as RUN/eval.json,
+    and how to use it in albumentations and torchvision), and upload them in one commit. Load it anywhere with
+    GANAug.from_pretrained("org/name") or any ganaug command that takes a model.
+    """
+    evaluation = args.evaluation
+    if evaluation is None and Path(args.run, EVAL_FILE).is_file():
+        evaluation = Path(args.run, EVAL_FILE)
+    gan = GANAug.from_pretrained(args.run)
+    url = gan.push_to_hub(args.repo_id, private=args.private, token=args.token, evaluation=evaluation,
+                          **given(args, ["license", "commit_message"]))
+    print(f"pushed {args.run} (step {gan.info.get('step')}) to {args.repo_id}: {url}"
+          f"{'' if evaluation is None else f' (card figures from {evaluation})'}")
     return 0
 
 

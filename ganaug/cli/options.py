@@ -183,7 +183,8 @@ def add_command(group: Any, name: str, handler: Callable[[argparse.Namespace], i
 
 def add_model_argument(parser: argparse.ArgumentParser) -> None:
     """The positional ``run``: the model a command uses."""
-    parser.add_argument("run", type=Path, help="run directory or exported model folder")
+    parser.add_argument("run", help="run directory, exported model folder, or Hugging Face Hub name "
+                                     "(org/name or org/name@revision)")
 
 
 def add_device_option(parser: argparse.ArgumentParser) -> None:

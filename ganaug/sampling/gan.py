@@ -28,7 +28,7 @@ from ganaug.nets.build import BackboneSpec, GeneratorSpec, build_extractor, buil
 from ganaug.nets.features import FeatureExtractor
 from ganaug.nets.generator import Generator, to_uint8
 from ganaug.nets.instances import draw_instance_features
-from ganaug.sampling import completion
+from ganaug.sampling import completion, sharing
 
 __all__ = ["CPU_PASS_SIZE", "SEEDED_PASS_SIZE", "GANAug", "model_info", "read_model_info"]
 
@@ -69,10 +69,17 @@ class GANAug:
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, device: str | torch.device | None = None) -> GANAug:
-        """Load a run directory (its latest checkpoint) or a folder written by :meth:`save_pretrained`.
+        """Load a run directory (its latest checkpoint), a folder written by :meth:`save_pretrained`, or a Hub model.
+
+        A ``path`` that is not a folder here is read as a Hugging Face Hub name, ``org/name`` or
+        ``org/name@revision`` (a model pushed by :meth:`push_to_hub`): only its ``model.safetensors``
+        and ``config.json`` are downloaded, into the local Hugging Face cache, from which later loads
+        need no network. Private repositories need ``HF_TOKEN`` or a saved login.
 
         Raises:
-            FileNotFoundError: ``path`` does not exist.
+            FileNotFoundError: ``path`` does not exist and cannot be a Hub name.
+            ganaug.HubError: a Hub name that cannot be had: no such repository or revision, or
+                not cached and the Hub unreachable (the message names the ways out).
             CheckpointError: it holds no ganaug model, or a damaged one.
         """
         files = find_model_files(path)
@@ -102,6 +109,29 @@ class GANAug:
             tensors["bank.features"] = self.bank_features
             tensors["bank.labels"] = self.bank_labels
         return write_model_folder(path, EXPORT_WEIGHTS_FILE, tensors, self.info, EXPORT_FORMAT)
+
+    def push_to_hub(self, repo_id: str, private: bool | None = None, token: str | bool | None = None,
+                    license: str = sharing.DEFAULT_LICENSE, evaluation: dict | str | os.PathLike | None = None,
+                    commit_message: str | None = None) -> str:
+        """Upload this model to the Hugging Face Hub repository ``repo_id`` (created when missing), in one commit.
+
+        It uploads the export (``model.safetensors``, ``config.json``), a sample grid and a model
+        card with the Hub's metadata (see :mod:`ganaug.sampling.sharing`). Load it back anywhere with
+        ``GANAug.from_pretrained(repo_id)``.
+
+        Args:
+            repo_id: ``org/name``.
+            private: make a new repository private.
+            token: a token with write access; None: ``HF_TOKEN`` or the saved login (``hf auth login``).
+            license: the card's licence, a Hub licence id ("other": the training data's licence applies).
+            evaluation: a :func:`ganaug.evaluate` report or the JSON file of ``ganaug eval --out``, for the card.
+            commit_message: the commit's message.
+
+        Returns:
+            The commit's URL.
+        """
+        return sharing.push_to_hub(self, repo_id, private=private, token=token, license=license,
+                                   evaluation=evaluation, commit_message=commit_message)
 
     def to(self, device: str | torch.device) -> GANAug:
         """Move the model to ``device`` (in place); returns self."""
