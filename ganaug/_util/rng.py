@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -10,7 +11,7 @@ import torch
 
 from ganaug._util.validate import check_seed
 
-__all__ = ["SEED_SPACE", "random_integers", "seeded", "torch_generator"]
+__all__ = ["SEED_SPACE", "process_rank", "random_integers", "rank_generator", "seeded", "torch_generator"]
 
 SEED_SPACE = 2**62  # seeds drawn for sub-streams lie in [0, SEED_SPACE): positive in an int64, any platform
 
@@ -25,6 +26,23 @@ def torch_generator(seed: int | None, name: str = "seed") -> torch.Generator:
     else:
         generator.manual_seed(seed)
     return generator
+
+
+def process_rank() -> int:
+    """This process's rank in a ``torch.distributed`` job (``RANK`` before the group is set up); 0 alone."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank()
+    return int(os.environ.get("RANK", "0"))
+
+
+def rank_generator(seed: int, name: str = "seed") -> torch.Generator:
+    """A CPU ``torch.Generator`` for this process's own stream of ``seed``: rank r of a distributed job draws the
+    stream ``(seed, r)``, so ranks never draw alike, and the same seed and rank give the same draws."""
+    seed = check_seed(name, seed)
+    state = np.random.SeedSequence(seed, spawn_key=(process_rank(),)).generate_state(1, np.uint64)[0]
+    return torch.Generator().manual_seed(int(state) % SEED_SPACE)
 
 
 def random_integers(high: int, size: int, rng: np.random.Generator | torch.Generator | None) -> np.ndarray:

@@ -76,11 +76,20 @@ class Augmenter:
         return as_labels(value, self.bank.num_classes, num, name)
 
     def make_params(self, num: int, rng: random.Random | np.random.Generator | torch.Generator | None,
-                    fresh: bool = False) -> AugmentParams:
+                    ) -> AugmentParams:
         """The random draws for ``num`` images (see :func:`ganaug.adapters.functional.make_params`)."""
-        if self.mode != "variant" and not fresh and not self.bank.filled:
+        if self.mode != "variant" and not self.bank.filled:
             self.bank.fill()  # before the draws, so that a bank seeded from torch's RNG comes first in its stream
-        return make_params(num, self.mode, self.bank.size_per_class, self.mix_ratio, rng, fresh)
+        return make_params(num, self.mode, self.bank.size_per_class, self.mix_ratio, rng)
+
+    def batch_params(self, uniforms: torch.Tensor) -> AugmentParams:
+        """The parameters of a batch's chosen images from their float64 (N, 2) uniforms, by the per-sample path's
+        rule: tensors of bank positions and mix weights ("replace", "mix"), or "variant"'s lists and seed."""
+        if self.mode == "variant":
+            return params_from_uniforms(uniforms.tolist(), self.mode, self.bank.size_per_class, self.mix_ratio)
+        if not self.bank.filled:
+            self.bank.fill()
+        return params_from_uniforms(uniforms, self.mode, self.bank.size_per_class, self.mix_ratio)
 
     def params_one(self, pick: float, weight: float) -> AugmentParams:
         """The parameters of one image from two uniforms the adapter has drawn (with its ``p`` draw, in one call)."""
@@ -94,18 +103,17 @@ class Augmenter:
         Args:
             images: uint8 or float (N, C, H, W), C in {1, 3}, on any device.
             labels: N class labels, or None ("variant": inferred from the images).
-            params: from :meth:`make_params`; without ``positions`` the samples are generated for
-                this call from ``params.seed`` (batch mode) instead of drawn from the bank.
+            params: from :meth:`make_params`, or :meth:`batch_params` (tensors of positions and
+                weights: the bank is indexed once, on the images' device).
 
         Returns:
             The input's dtype, shape and device.
         """
-        num, channels, height, width = images.shape
+        channels, height, width = images.shape[1:]
         if self.mode == "variant":
             return replace(images, self._variants(images, labels, params).to(images.device))
-        if params.positions is None:
-            synthetic = self.bank.gan.sample(num, labels, seed=params.seed, truncation=self.bank.truncation,
-                                             batch_size=max(num, 1))
+        if isinstance(params.positions, torch.Tensor):
+            synthetic = self.bank.draw_batch(torch.tensor(labels, dtype=torch.int64), params.positions, images.device)
         else:
             synthetic = self.bank.draw(labels, positions=params.positions)
         synthetic = fit_images(synthetic.to(images.device), channels, (height, width))

@@ -65,18 +65,18 @@ class AugmentParams(NamedTuple):
     Attributes:
         positions: bank positions, one per image ("replace" and "mix" from the bank); for
             "variant", which of each image's held variants (see :class:`ganaug.VariantBank`).
-        weights: the synthetic image's weight, one per image ("mix").
-        seed: the generation seed ("variant", and fresh samples in batch mode).
+            The batch path after the DataLoader holds an int64 tensor.
+        weights: the synthetic image's weight, one per image ("mix"); a float64 tensor in the batch path.
+        seed: the generation seed ("variant" in batch mode).
     """
 
-    positions: list[int] | None = None
-    weights: list[float] | None = None
+    positions: list[int] | torch.Tensor | None = None
+    weights: list[float] | torch.Tensor | None = None
     seed: int | None = None
 
 
 def make_params(num: int, mode: str, bank_size: int, mix_ratio: tuple[float, float],
-                rng: random.Random | np.random.Generator | torch.Generator | None, fresh: bool = False,
-                ) -> AugmentParams:
+                rng: random.Random | np.random.Generator | torch.Generator | None) -> AugmentParams:
     """Draw the parameters of ``num`` images: two uniforms each, made into parameters by :func:`params_from_uniforms`.
 
     Args:
@@ -87,7 +87,6 @@ def make_params(num: int, mode: str, bank_size: int, mix_ratio: tuple[float, flo
         rng: a Python ``random.Random`` (albumentations' ``py_random``: a tenth of a microsecond
             a draw, which a per-sample transform feels), a numpy Generator, a torch Generator, or
             None for torch's global RNG (torchvision).
-        fresh: samples are generated for this call (one seed), not drawn from the bank.
     """
     if isinstance(rng, random.Random):
         uniforms = [(rng.random(), rng.random()) for _ in range(num)]
@@ -95,42 +94,55 @@ def make_params(num: int, mode: str, bank_size: int, mix_ratio: tuple[float, flo
         uniforms = rng.random((num, 2)).tolist()
     else:
         uniforms = torch.rand(num, 2, dtype=torch.float64, generator=rng).tolist()
-    return params_from_uniforms(uniforms, mode, bank_size, mix_ratio, fresh)
+    return params_from_uniforms(uniforms, mode, bank_size, mix_ratio)
 
 
-def params_from_uniforms(uniforms: Sequence[Sequence[float]], mode: str, bank_size: int,
-                         mix_ratio: tuple[float, float], fresh: bool = False) -> AugmentParams:
+def params_from_uniforms(uniforms: Sequence[Sequence[float]] | torch.Tensor, mode: str, bank_size: int,
+                         mix_ratio: tuple[float, float]) -> AugmentParams:
     """The parameters of ``len(uniforms)`` images from two uniforms in [0, 1) each: the one rule of every draw.
 
     The first uniform picks the image's bank position ("replace", "mix") or which of its held
     variants ("variant", in ``[0, 2**31)``: taken modulo their number); the second is the mix
-    weight, uniform in ``mix_ratio``. The call's generation seed ("variant", and fresh samples)
-    comes from the first image's uniform that nothing else uses: its second for "variant", its
-    first for fresh samples (which have no bank position).
+    weight, uniform in ``mix_ratio``. The call's generation seed ("variant") comes from the first
+    image's second uniform, which nothing else uses there.
+
+    A float64 ``(N, 2)`` tensor of uniforms ("replace" and "mix" from the bank: the batch path
+    after the DataLoader) gives tensors of positions and weights, by the same two formulas.
     """
-    if len(uniforms) == 1 and mode != "variant" and not fresh:  # one image from the bank: the per-sample path's case
+    if isinstance(uniforms, torch.Tensor):
+        if mode == "variant":
+            raise ValueError("a tensor of uniforms draws bank positions and mix weights: 'replace' or 'mix', not "
+                             "'variant'")
+        return AugmentParams(bank_position(uniforms[:, 0], bank_size),
+                             mix_weight(uniforms[:, 1], mix_ratio) if mode == "mix" else None)
+    if len(uniforms) == 1 and mode != "variant":  # one image from the bank: the per-sample path's case
         pick, weight = uniforms[0]
         return AugmentParams([bank_position(pick, bank_size)],
                              [mix_weight(weight, mix_ratio)] if mode == "mix" else None)
     seed = positions = weights = None
-    if mode == "variant" or fresh:
-        seed = int(uniforms[0][1 if mode == "variant" else 0] * SEED_SPACE) if len(uniforms) else 0
     if mode == "variant":
+        seed = int(uniforms[0][1] * SEED_SPACE) if len(uniforms) else 0
         positions = [int(pick * PICK_SPACE) for pick, _ in uniforms]
-    elif not fresh:
+    else:
         positions = [bank_position(pick, bank_size) for pick, _ in uniforms]
     if mode == "mix":
         weights = [mix_weight(weight, mix_ratio) for _, weight in uniforms]
     return AugmentParams(positions=positions, weights=weights, seed=seed)
 
 
-def bank_position(uniform: float, bank_size: int) -> int:
-    """The bank position a uniform in [0, 1) picks: uniform in ``[0, bank_size)``."""
+def bank_position(uniform: float | torch.Tensor, bank_size: int) -> int | torch.Tensor:
+    """The bank position a uniform in [0, 1) picks: uniform in ``[0, bank_size)``.
+
+    A float64 tensor of uniforms gives an int64 tensor of positions: the same truncation toward
+    zero, the same clamp (for a uniform that rounds up to 1 in the product).
+    """
+    if isinstance(uniform, torch.Tensor):
+        return (uniform * bank_size).to(torch.int64).clamp_(max=bank_size - 1)
     return min(int(uniform * bank_size), bank_size - 1)
 
 
-def mix_weight(uniform: float, mix_ratio: tuple[float, float]) -> float:
-    """The synthetic image's weight a uniform in [0, 1) draws: uniform in ``mix_ratio``."""
+def mix_weight(uniform: float | torch.Tensor, mix_ratio: tuple[float, float]) -> float | torch.Tensor:
+    """The synthetic image's weight a uniform in [0, 1) draws: uniform in ``mix_ratio`` (a tensor gives a tensor)."""
     low, high = mix_ratio
     return low + (high - low) * uniform
 
@@ -160,7 +172,8 @@ def mix(images: np.ndarray | torch.Tensor, synthetic: np.ndarray | torch.Tensor,
         images: uint8 in [0, 255] or float in [0, 1]: one numpy image (any layout), or a torch
             batch (N, C, H, W).
         synthetic: uint8, the images' shape.
-        weights: the synthetic share, a float for a numpy image, one per image for a batch.
+        weights: the synthetic share, a float for a numpy image, one per image for a batch (a
+            sequence, or a float64 tensor: the batch path).
 
     Returns:
         The images' dtype and shape; uint8 results are rounded to nearest (half to even).
@@ -176,9 +189,9 @@ def mix(images: np.ndarray | torch.Tensor, synthetic: np.ndarray | torch.Tensor,
         keep, take = np.float32(1 - weights), np.float32(weights if uint8 else weights / 255)
     else:
         uint8 = images.dtype == torch.uint8
-        keep = torch.tensor([1 - w for w in weights], dtype=torch.float32, device=images.device).view(-1, 1, 1, 1)
-        take = torch.tensor([w if uint8 else w / 255 for w in weights], dtype=torch.float32,
-                            device=images.device).view(-1, 1, 1, 1)
+        weights = torch.as_tensor(weights, dtype=torch.float64)  # the float64 of Python floats, then float32
+        keep = (1 - weights).to(torch.float32).to(images.device).view(-1, 1, 1, 1)
+        take = (weights if uint8 else weights / 255).to(torch.float32).to(images.device).view(-1, 1, 1, 1)
     mixed = images * keep  # float32 throughout: half the memory traffic of float64
     mixed += synthetic * take
     if not uint8:

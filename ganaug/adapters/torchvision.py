@@ -10,7 +10,9 @@ Per sample it takes PIL images, plain tensors and ``tv_tensors.Image``, and find
 way ``v2.MixUp`` does (the second item of a tuple, or a "label"/"labels" key of a dict; plain
 ints are accepted too). After the DataLoader, give it a ``(B, C, H, W)`` batch with a ``(B,)``
 label tensor: the whole batch then goes through the generator in one pass, on the batch's
-device. Randomness comes from torch's global RNG, which DataLoader seeds per worker.
+device: "replace" and "mix" index the sample bank once for the whole batch (generating nothing),
+"variant" runs the generator once. Randomness comes from torch's global RNG, which DataLoader
+seeds per worker; ``seed=`` gives the batch path a stream of its own per distributed rank.
 
 The transforms follow v2's structure: ``forward`` is overridden only to decide ``p`` and read the
 label as ``v2.MixUp`` does, then v2's own machinery picks the images (``_needs_transform_list``),
@@ -41,8 +43,8 @@ from ganaug._util.images import (
     pil_array,
 )
 from ganaug._util.model_files import model_path
-from ganaug._util.rng import SEED_SPACE
-from ganaug._util.validate import as_labels, check_int, check_probability
+from ganaug._util.rng import SEED_SPACE, rank_generator
+from ganaug._util.validate import as_labels, check_int, check_probability, check_seed
 from ganaug.adapters.augmenter import Augmenter
 from ganaug.adapters.functional import check_hole_ranges, random_box_masks
 from ganaug.sampling.lazy import LazyGAN
@@ -139,12 +141,19 @@ class GANAugment(_SampleTransform):
             see :attr:`variant_bank`).
         labels_getter: "default" (see :func:`find_label`), a callable taking the sample, or None
             (no labels: "variant" only).
+        seed: seeds the batch path's draws (which images, bank positions, mix weights) from a
+            stream of its own, different on every ``torch.distributed`` rank; None: torch's global
+            RNG, as ``v2.MixUp`` draws. Per-sample calls always use the global RNG.
 
     Images: PIL (L or RGB), uint8 tensors, or float tensors in [0, 1]; (C, H, W), or a batch
-    (B, C, H, W) with a (B,) int label tensor. C is 1 or 3. Output types, shapes and dtypes
-    are the input's. A batch goes through the generator in one pass with fresh samples (no bank),
-    on the device the bank resolves to ("auto": the GPU when there is one). All images of one
-    sample get the same draws, as in v2.
+    (B, C, H, W) with a (B,) int label tensor (the batch path, after the DataLoader, as
+    ``v2.MixUp`` is used). C is 1 or 3. Output types, shapes and dtypes are the input's. In a
+    batch each image is picked with probability ``p`` and gets the per-sample path's parameters
+    by the same rule; "replace" and "mix" then draw all their synthetic images from the sample
+    bank in one indexing operation on the batch's device (a copy of the bank is kept there; no
+    generator runs), and "variant" generates its images in one pass on the device the bank
+    resolves to ("auto": the GPU when there is one). All images of one sample get the same draws,
+    as in v2.
     """
 
     def __init__(self, checkpoint: str | os.PathLike, mode: str = "replace", p: float = 0.5,
@@ -152,11 +161,16 @@ class GANAugment(_SampleTransform):
                  refresh_every: int | None = REFRESH_EVERY,
                  refresh_size: int = REFRESH_SIZE, background: bool = False, device: str = "auto",
                  bank_seed: int | None = None, labels_getter: str | Callable[[Any], Any] | None = "default",
-                 variants_per_image: int = VARIANTS_PER_IMAGE):
+                 variants_per_image: int = VARIANTS_PER_IMAGE, seed: int | None = None):
         super().__init__(checkpoint, p, labels_getter)
         self.core = Augmenter(self.checkpoint, mode, mix_ratio, bank_size, refresh_every, refresh_size, background,
                               device, bank_seed, variants_per_image)
         self.mode, self.mix_ratio = self.core.mode, self.core.mix_ratio
+        self.seed = check_seed("seed", seed, allow_none=True)
+        self._batch_rng: torch.Generator | None = None  # made on first use: the rank is known by then
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_batch_rng": None}  # a copy (a pickled one, a worker's) starts its stream afresh
 
     @property
     def bank(self) -> Any:
@@ -194,9 +208,13 @@ class GANAugment(_SampleTransform):
         if batch_size is None:
             return {"drawn": self.core.make_params(1, None)}
         check_float_values("images", check_image_tensor("images", flat_inputs[0], batched=True))
-        chosen = torch.nonzero(torch.rand(batch_size) < self.p).flatten()
-        return {"batch_size": batch_size, "chosen": chosen, "drawn": self.core.make_params(len(chosen), None,
-                                                                                           fresh=True)}
+        if self.seed is not None and self._batch_rng is None:
+            self._batch_rng = rank_generator(self.seed)
+        # per image, as the per-sample path draws one sample: the p coin, then the parameters' two uniforms
+        uniforms = torch.rand(batch_size, 3, dtype=torch.float64, generator=self._batch_rng)
+        picked = uniforms[:, 0] < self.p
+        return {"batch_size": batch_size, "chosen": torch.nonzero(picked).flatten(),
+                "drawn": self.core.batch_params(uniforms[picked, 1:])}
 
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
         if "chosen" in params:
@@ -251,7 +269,7 @@ class GANAugment(_SampleTransform):
 
     def extra_repr(self) -> str:
         return (f"checkpoint={self.checkpoint!r}, mode={self.mode!r}, p={self.p}, mix_ratio={self.mix_ratio}, "
-                f"bank_size={self.bank.size_per_class}, device={self.bank.model.device!r}")
+                f"bank_size={self.bank.size_per_class}, device={self.bank.model.device!r}, seed={self.seed}")
 
 
 class GANCutoutFill(_SampleTransform):

@@ -74,6 +74,7 @@ class SampleBank:
         self._images: torch.Tensor | None = None  # uint8 (num_classes, size_per_class, C, H, W)
         self._next_slot = 0  # the oldest slot, refreshed next (slot-major: every class in turn)
         self._draws = 0
+        self._version = 0  # counts changes of the images: draw_batch's copies on other devices follow it
         self._init_process_state()
 
     # --- per-process state (locks, threads and RNG streams do not cross fork or pickle) --------
@@ -88,6 +89,7 @@ class SampleBank:
         self._stop = threading.Event()
         self._numpy: np.ndarray | None = None  # draw_one's view of _images (see there)
         self._numpy_of: torch.Tensor | None = None
+        self._copies: dict[torch.device, tuple[int, torch.Tensor]] = {}  # draw_batch's (version, images) per device
 
     def _check_process(self) -> None:
         if os.getpid() != self._pid:  # forked: the parent's lock, thread and seed stream are not ours
@@ -96,7 +98,7 @@ class SampleBank:
     def __getstate__(self) -> dict:
         return {k: v for k, v in self.__dict__.items()
                 if k not in ("_lock", "_seeds", "_thread", "_wanted", "_stop", "_pid", "_owns_images", "_numpy",
-                             "_numpy_of")}
+                             "_numpy_of", "_copies")}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
@@ -238,6 +240,34 @@ class SampleBank:
             self._refresh_due()
         return image
 
+    def draw_batch(self, labels: torch.Tensor, positions: torch.Tensor, device: torch.device | str | None = None,
+                   ) -> torch.Tensor:
+        """Bank images by class and position, in one indexing operation: the batch path after the DataLoader.
+
+        Args:
+            labels: int64 (N,) class labels, checked by the caller.
+            positions: int64 (N,) bank positions in ``[0, size_per_class)``.
+            device: where the images are wanted; the bank keeps one copy there, made again after a
+                refresh changes the images (on the CPU the bank itself is indexed).
+
+        Returns:
+            uint8 (N, C, H, W) on ``device``.
+        """
+        self._check_process()
+        self.fill()
+        device = torch.device("cpu") if device is None else torch.device(device)
+        with self._lock:
+            if device.type == "cpu":
+                images = self._images
+            else:
+                version, images = self._copies.get(device, (None, None))
+                if version != self._version:
+                    images = self._images.to(device)
+                    self._copies[device] = (self._version, images)
+            picked = images[labels.to(images.device), positions.to(images.device)]
+        self._count_draws(len(labels))
+        return picked
+
     def _count_draws(self, num: int) -> None:
         """Count draws; refresh (now, or by waking the background thread) when ``refresh_every`` is reached."""
         with self._lock:
@@ -277,6 +307,7 @@ class SampleBank:
                 self._owns_images = True
             num_classes = self._images.shape[0]
             self._images[slots % num_classes, slots // num_classes] = fresh
+            self._version += 1
 
     def _ensure_thread(self) -> None:
         self._check_process()

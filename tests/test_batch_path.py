@@ -1,0 +1,129 @@
+"""The batch path after the DataLoader for "replace" and "mix": one draw from the sample bank per batch, by the
+per-sample path's rule (p per image, bank positions, mix weights), seeded per distributed rank."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from ganaug._util.rng import rank_generator
+from ganaug.adapters.functional import bank_position, mix, mix_weight, params_from_uniforms
+from ganaug.transforms import GANAugment
+
+BANK = dict(bank_size=8, refresh_every=None, bank_seed=0, device="cpu")
+RATIO = (0.2, 0.6)
+
+
+def _batch(num=64, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (num, 1, 28, 28), dtype=torch.uint8, generator=generator)
+    return images, torch.arange(num) % 10
+
+
+def test_tensor_uniforms_follow_the_scalar_rule():
+    uniforms = torch.tensor([[0.0, 0.0], [0.37, 0.81], [1 - 2**-53, 1 - 2**-53], [0.5, 0.5], [0.999, 0.125]],
+                            dtype=torch.float64)
+    for bank_size in (1, 7, 256):
+        params = params_from_uniforms(uniforms, "mix", bank_size, RATIO)
+        scalar = params_from_uniforms(uniforms.tolist(), "mix", bank_size, RATIO)
+        assert params.positions.tolist() == scalar.positions == [bank_position(u, bank_size) for u in
+                                                                 uniforms[:, 0].tolist()]
+        assert params.weights.tolist() == scalar.weights == [mix_weight(u, RATIO) for u in uniforms[:, 1].tolist()]
+    assert params_from_uniforms(uniforms, "replace", 4, RATIO).weights is None
+    with pytest.raises(ValueError, match="'replace' or 'mix', not 'variant'"):
+        params_from_uniforms(uniforms, "variant", 4, RATIO)
+
+
+def test_mix_takes_a_tensor_of_weights_as_it_takes_a_list():
+    images, _ = _batch(16)
+    synthetic, _ = _batch(16, seed=1)
+    weights = torch.rand(16, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(mix(images, synthetic, weights), mix(images, synthetic, weights.tolist()))
+    floats = images.float() / 255
+    assert torch.equal(mix(floats, synthetic, weights), mix(floats, synthetic, weights.tolist()))
+
+
+@pytest.mark.parametrize("mode", ["replace", "mix"])
+def test_the_batch_path_draws_from_the_bank_by_the_per_sample_rule(tiny_run, mode):
+    """Each image: picked when its first uniform is below p, then its bank position and weight from the next two."""
+    transform = GANAugment(tiny_run, mode=mode, p=0.5, mix_ratio=RATIO, seed=11, **BANK)
+    images, labels = _batch()
+    out, out_labels = transform(images, labels)
+    assert out_labels is labels
+    uniforms = torch.rand(len(images), 3, dtype=torch.float64, generator=rank_generator(11))  # the same stream
+    bank = transform.bank.images
+    expected = images.clone()
+    for i, (coin, pick, weight) in enumerate(uniforms.tolist()):
+        if coin < 0.5:
+            synthetic = bank[int(labels[i]), bank_position(pick, BANK["bank_size"])]
+            expected[i] = synthetic if mode == "replace" else mix(images[i:i + 1], synthetic[None],
+                                                                    [mix_weight(weight, RATIO)])[0]
+    assert torch.equal(out, expected)
+    assert 0 < int((uniforms[:, 0] < 0.5).sum()) < len(images)  # both branches were taken
+
+
+def test_the_batch_path_generates_nothing(tiny_run):
+    transform = GANAugment(tiny_run, mode="replace", p=1.0, seed=0, **BANK)
+    transform.bank.fill()
+    passes = []
+    handle = transform.bank.gan.generator.register_forward_hook(lambda *args: passes.append(1))
+    for _ in range(3):
+        transform(*_batch())
+    handle.remove()
+    assert passes == []
+
+
+def test_the_batch_path_is_deterministic_per_seed_and_rank(tiny_run, monkeypatch):
+    def outputs(seed, rank):
+        monkeypatch.setenv("RANK", str(rank))
+        transform = GANAugment(tiny_run, mode="mix", p=0.5, seed=seed, **BANK)
+        return [transform(*_batch(seed=i))[0] for i in range(3)]
+
+    first = outputs(5, 0)
+    assert all(torch.equal(a, b) for a, b in zip(first, outputs(5, 0), strict=True))
+    assert not any(torch.equal(a, b) for a, b in zip(first, outputs(6, 0), strict=True))
+    assert not any(torch.equal(a, b) for a, b in zip(first, outputs(5, 1), strict=True))  # ranks draw apart
+
+
+def test_without_a_seed_the_batch_path_draws_from_torchs_global_rng(tiny_run):
+    transform = GANAugment(tiny_run, mode="replace", p=0.5, **BANK)
+    torch.manual_seed(3)
+    first = transform(*_batch())[0]
+    torch.manual_seed(3)
+    assert torch.equal(transform(*_batch())[0], first)
+
+
+def test_each_image_is_picked_with_probability_p(tiny_run):
+    transform = GANAugment(tiny_run, mode="replace", p=0.3, seed=1, **BANK)
+    images = torch.zeros(4000, 1, 28, 28, dtype=torch.uint8)  # bank images are never all zero
+    out = transform(images, torch.arange(4000) % 10)[0]
+    changed = (out != 0).flatten(1).any(dim=1).float().mean().item()
+    assert abs(changed - 0.3) < 4 * np.sqrt(0.3 * 0.7 / 4000)  # four standard errors
+
+
+def test_the_batch_path_counts_its_draws_and_follows_refreshes(tiny_run):
+    transform = GANAugment(tiny_run, mode="replace", p=1.0, seed=0, bank_size=2, refresh_every=16, refresh_size=20,
+                           bank_seed=0, device="cpu")
+    before = transform.bank.images.clone()
+    images, labels = _batch(16)
+    transform(images, labels)  # 16 draws: a refresh of all 20 images
+    after = transform.bank.images.clone()  # the second call refreshes again, after its draw
+    assert not torch.equal(before, after)
+    out = transform(images, labels)[0]
+    assert all(any(torch.equal(out[i], after[int(labels[i]), j]) for j in range(2)) for i in range(16))
+
+
+def test_a_seeded_transform_pickles_and_its_copy_starts_the_stream_again(tiny_run):
+    transform = GANAugment(tiny_run, mode="replace", p=0.5, seed=4, **BANK)
+    first = transform(*_batch())[0]
+    copy = pickle.loads(pickle.dumps(transform))
+    assert torch.equal(copy(*_batch())[0], first)
+    assert "seed=4" in repr(transform)
+
+
+def test_seed_is_checked(tiny_run):
+    with pytest.raises(ValueError, match="seed"):
+        GANAugment(tiny_run, seed=-1, **BANK)
