@@ -17,10 +17,16 @@
    first in the chain, where it sees the images as the dataset gives them; the workers then look
    an image up by its bytes and copy a variant. "reference-flip" inserts a second horizontal
    flip (the library's own, same ``p``) where GANAugment goes: what about the cheapest transform
-   costs in this chain, for scale. "batch-MODE" (e.g. "batch-variant") runs
-   ``ganaug.transforms.GANAugment(mode=MODE)`` in batch mode after the DataLoader instead, in
-   the main process (one generator pass per batch), then normalizes there: the workers run the
-   chain without its normalization. It is measured in turn with the others.
+   costs in this chain, for scale. "batch-MODE" (e.g. "batch-mix") runs
+   ``ganaug.transforms.GANAugment(mode=MODE, seed=...)`` in batch mode after the DataLoader
+   instead, in the main process, then normalizes there: the workers run the chain without its
+   normalization. "replace" and "mix" draw from the bank (filled before the loader; one indexing
+   per batch, #28's goal >= 0.97), "variant" makes one generator pass per batch. With any batch
+   mode the chain alone is also measured with its normalization moved after the loader ("chain
+   alone, normalized after the loader"), which is what the batch path adds its step to.
+   "reference-gc-freeze" is the chain alone with ``gc.freeze()`` in every worker at start
+   (after the dataset and the transforms are built): the tip of #19's notes, measured.
+   Every pipeline is measured in turn with the others (interleaved).
 2. Raw generation: images/s of ``GANAug.sample`` at batch 256, as a fraction of the fp32 matmul
    FLOP/s measured in the same run (generator FLOPs counted by torch's FlopCounterMode); target
    >= 50%. The textbook conditional DCGAN generator (benchmarks/cdcgan.py) is measured the same
@@ -28,14 +34,17 @@
 
     python benchmarks/pipeline_throughput.py                 # uses or trains a model in benchmarks/cache
     python benchmarks/pipeline_throughput.py --model runs/fmnist --repeats 5
+    python benchmarks/pipeline_throughput.py --model runs/fmnist --repeats 7 --skip-generation \
+        --modes batch-replace,batch-mix,reference-gc-freeze --out benchmarks/results/pipeline_throughput_batch.json
 
-Prints a table and writes benchmarks/results/pipeline_throughput.json. Run it alone: other
-processes on the machine distort throughput.
+Prints a table and writes benchmarks/results/pipeline_throughput.json (or ``--out``). Run it alone:
+other processes on the machine distort throughput.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import platform
 import sys
@@ -126,6 +135,17 @@ def normalized(images: torch.Tensor) -> torch.Tensor:
     """What the chain's own normalization makes of uint8 (or [0, 1] float) images."""
     x = images.float() / 255 if images.dtype == torch.uint8 else images
     return (x - MEAN) / STD
+
+
+def freeze_gc_worker_init(worker_id: int) -> None:
+    """A worker starts by moving every object it inherited out of the garbage collector's sight (``gc.freeze``)."""
+    gc.freeze()
+
+
+def albumentations_freeze_gc_worker_init(worker_id: int) -> None:
+    """ganaug's albumentations ``worker_init_fn`` (it re-seeds the Compose), then ``gc.freeze``."""
+    gan_albumentations.worker_init_fn(worker_id)
+    gc.freeze()
 
 
 def loader_throughput(dataset: Dataset, epochs: int, batch_size: int, workers: int, seed: int,
@@ -227,6 +247,9 @@ def main() -> None:
     parser.add_argument("--refresh-every", type=int, default=None,
                         help="bank refresh period (default: the transform's)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=RESULTS, help=f"JSON file to write (default: {RESULTS})")
+    parser.add_argument("--skip-generation", action="store_true",
+                        help="measure the pipelines only (no raw generation rate, no mode grid)")
     args = parser.parse_args()
     torch.manual_seed(args.seed)
 
@@ -265,14 +288,24 @@ def main() -> None:
         adapter = gan_albumentations if pipeline == "albumentations" else gan_transforms
         init = gan_albumentations.worker_init_fn if pipeline == "albumentations" else None  # v2 needs none
         datasets = {"chain alone": make([])}
-        afters = {}
+        afters, inits = {}, {}
+        if any(mode.startswith("batch-") for mode in modes):  # what the batch path adds its one step to
+            datasets["chain alone, normalized after the loader"] = make([], normalize=False)
+            afters["chain alone, normalized after the loader"] = lambda images, labels: normalized(images)
         for mode in modes:
             if mode.startswith("batch-"):  # after the loader, in this process: the workers run the chain only
                 batch_augment = gan_transforms.GANAugment(model, mode=mode.removeprefix("batch-"), p=args.p,
-                                                          device="cpu")
+                                                          device="cpu", seed=args.seed, **bank)
+                if mode != "batch-variant":
+                    batch_augment.bank.fill()  # before the loop, as docs/pipelines.md says
                 name = f"+ GANAugment {mode.removeprefix('batch-')}, batch mode after the loader"
                 datasets[name] = make([], normalize=False)
                 afters[name] = lambda images, labels, a=batch_augment: normalized(a(images, labels)[0])
+                continue
+            if mode == "reference-gc-freeze":  # the chain alone; each worker freezes what it inherited
+                datasets["reference: chain alone, gc.freeze() in each worker"] = make([])
+                inits["reference: chain alone, gc.freeze() in each worker"] = (
+                    albumentations_freeze_gc_worker_init if pipeline == "albumentations" else freeze_gc_worker_init)
                 continue
             if mode == "reference-flip":  # what the cheapest transform of the library costs in this chain
                 flip = A.HorizontalFlip(p=args.p) if pipeline == "albumentations" else v2.RandomHorizontalFlip(p=args.p)
@@ -299,7 +332,7 @@ def main() -> None:
             for name, dataset in datasets.items():
                 if not name.endswith("variant"):
                     runs[name].append(loader_throughput(dataset, args.epochs, args.batch_size, args.workers,
-                                                        args.seed, init, afters.get(name)))
+                                                        args.seed, inits.get(name, init), afters.get(name)))
         for name, dataset in datasets.items():  # variant runs the feature network per image: one shorter run
             if name.endswith("variant"):
                 subset = torch.utils.data.Subset(dataset, range(min(args.variant_images, len(dataset))))
@@ -307,6 +340,10 @@ def main() -> None:
         baseline = median_run(runs["chain alone"])
         for name, results in runs.items():
             record(pipeline, name, median_run(results), None if name == "chain alone" else baseline)
+
+    if args.skip_generation:
+        write_results(args, model, train, bank, variant_banks, rows, None, [])
+        return
 
     # 2. Raw generation rate against the machine's matmul rate.
     gan = ganaug.GANAug.from_pretrained(model, device="cpu")
@@ -332,19 +369,29 @@ def main() -> None:
               f"{rate * flops / 1e9:6.1f} GFLOP/s = {rate * flops / matmul:.2f} of matmul", flush=True)
 
     print(f"\nmatmul fp32: {matmul / 1e9:.1f} GFLOP/s on {torch.get_num_threads()} threads")
+    write_results(args, model, train, bank, variant_banks, rows, matmul, generation)
+    grid = ROOT / "docs" / "images" / "pipeline_modes.png"
+    mode_grid(model, ganaug.load_fashion_mnist("test"), grid)
+    print(f"wrote {grid}")
+
+
+def write_results(args: argparse.Namespace, model: Path, train: ganaug.ImageDataset, bank: dict, variant_banks: dict,
+                  rows: list[dict], matmul: float | None, generation: list[dict]) -> None:
+    """Print the tables and write the JSON (atomically)."""
+    from ganaug._util.files import atomic_path
+
     print("\n| pipeline | variant | img/s | ratio of medians | paired ratio: median (range) |\n|---|---|---|---|---|")
     for row in rows:
         ratio = "" if row["ratio"] is None else f"{row['ratio']:.2f}"
         paired = row["paired_ratio"]
         paired = "" if paired is None else f"{paired['median']:.2f} ({paired['min']:.2f}-{paired['max']:.2f})"
         print(f"| {row['pipeline']} | {row['variant']} | {row['images_per_s']:.0f} | {ratio} | {paired} |")
-    print("\n| generator | img/s (batch 256) | MFLOP/img | fraction of matmul FLOP/s |\n|---|---|---|---|")
+    if generation:
+        print("\n| generator | img/s (batch 256) | MFLOP/img | fraction of matmul FLOP/s |\n|---|---|---|---|")
     for row in generation:
         print(f"| {row['generator']} | {row['images_per_s']:.0f} | {row['flops_per_image'] / 1e6:.1f} | "
               f"{row['fraction_of_matmul']:.2f} |")
-
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({
+    text = json.dumps({
         "command": " ".join(sys.argv),
         "model": str(model.relative_to(ROOT) if model.is_relative_to(ROOT) else model),
         "settings": {"epochs": args.epochs, "repeats": args.repeats, "variant_images": args.variant_images,
@@ -358,10 +405,10 @@ def main() -> None:
         "matmul_flops_per_s": matmul,
         "generation": generation,
         "machine": {"cpus": torch.get_num_threads(), "platform": platform.platform(), "torch": torch.__version__},
-    }, indent=2))
-    grid = ROOT / "docs" / "images" / "pipeline_modes.png"
-    mode_grid(model, ganaug.load_fashion_mnist("test"), grid)
-    print(f"\nwrote {RESULTS} and {grid}")
+    }, indent=2)
+    with atomic_path(args.out) as tmp:
+        tmp.write_text(text)
+    print(f"\nwrote {args.out}")
 
 
 if __name__ == "__main__":

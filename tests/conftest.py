@@ -83,3 +83,23 @@ def tiny_run(tmp_path_factory, embedded_train, extractor_file):
     run = tmp_path_factory.mktemp("tiny") / "run"
     train(data, config, run, progress=False)
     return run
+
+
+# --- CUDA-marked tests: run by scripts/gpu_check.sh on a GPU machine, skipped with a reason elsewhere ---------------
+
+CUDA_SKIP_REASON = "needs a CUDA GPU, and this machine has none (scripts/gpu_check.sh runs these on a GPU machine)"
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", f"cuda: {CUDA_SKIP_REASON}")
+
+
+def pytest_collection_modifyitems(config, items):
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason=CUDA_SKIP_REASON)
+    for item in items:
+        if item.get_closest_marker("cuda") is not None:
+            item.add_marker(skip)
