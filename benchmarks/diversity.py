@@ -80,12 +80,21 @@ PER_CLASS = 500  # samples a class for FD and PRDC
 SPREAD_SAMPLES = 64  # samples per condition for the z spread
 BATCH = 64
 
-GANAUG_SIDE = {"g": "ganaug", "d": "projected", "loss": "hinge", "opt": "ganaug", "diffaug": "on", "ema": "on"}
-CDCGAN_SIDE = {"g": "dcgan", "d": "scratch", "loss": "ns", "opt": "dcgan", "diffaug": "off", "ema": "off"}
-CHOICES = {part: (GANAUG_SIDE[part], CDCGAN_SIDE[part]) for part in GANAUG_SIDE}
+GANAUG_SIDE = {"g": "ganaug", "d": "projected", "loss": "hinge", "opt": "ganaug", "diffaug": "on", "ema": "on",
+               "feat": "pretrain", "mbstd": "pixel"}
+CDCGAN_SIDE = {"g": "dcgan", "d": "scratch", "loss": "ns", "opt": "dcgan", "diffaug": "off", "ema": "off",
+               "feat": "pretrain", "mbstd": "pixel"}
+CHOICES = {part: tuple(dict.fromkeys((GANAUG_SIDE[part], CDCGAN_SIDE[part]))) for part in GANAUG_SIDE}
 # ganaug's generator with conditional BatchNorm (Generator(norm="batch")), with z fed to every block
 # (z_to_blocks=True), or both
 CHOICES["g"] += ("ganaug-bn", "ganaug-zblocks", "ganaug-bn-zblocks")
+# the projected D's frozen features: resnet10t@32 pretrained on the 1,000 images (ganaug's offline default), the
+# same network at random init, or ImageNet tf_efficientnet_lite0@32 (installed weights package)
+# the same network pretrained contrastively (SimCLR, with an online linear probe) or with both losses
+# (PretrainConfig.objective)
+CHOICES["feat"] += ("random", "lite0", "contrastive", "classify+contrastive")
+# minibatch standard deviation in the pixel head only, or in every feature head too
+CHOICES["mbstd"] += ("all",)
 # DiffAugment by policy: diffaug=translation, diffaug=color+cutout ("+" for the policy's ",")
 CHOICES["diffaug"] += ("color", "translation", "cutout", "color+translation", "translation+cutout", "color+cutout")
 
@@ -132,9 +141,10 @@ class ScratchD(nn.Module):
 class ProjectedD(nn.Module):
     """ganaug's projected discriminator (class-only), its frozen features run without a graph in the D step."""
 
-    def __init__(self, extractor: ganaug.FeatureExtractor, seed: int):
+    def __init__(self, extractor: ganaug.FeatureExtractor, seed: int, feature_minibatch_std: bool = False):
         super().__init__()
-        self.net = ProjectedDiscriminator(extractor, num_classes=10, image_channels=1, resolution=28, seed=seed)
+        self.net = ProjectedDiscriminator(extractor, num_classes=10, image_channels=1, resolution=28, seed=seed,
+                                          feature_minibatch_std=feature_minibatch_std)
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor, with_grad_to_features: bool = True):
         if with_grad_to_features:
@@ -157,9 +167,13 @@ class MixGAN:
                                        norm="batch" if "-bn" in parts["g"] else "group",
                                        z_to_blocks="zblocks" in parts["g"])
         if parts["d"] == "projected":
-            extractor = ganaug.FeatureExtractor("resnet10t", pretrained=extractor_path, out_indices=(1, 2, 3),
-                                                input_size=32)
-            self.discriminator: nn.Module = ProjectedD(extractor, seed)
+            if parts["feat"] == "lite0":
+                extractor = ganaug.FeatureExtractor("tf_efficientnet_lite0", pretrained=True, out_indices=(1, 2, 3),
+                                                    input_size=32)
+            else:
+                extractor = ganaug.FeatureExtractor("resnet10t", out_indices=(1, 2, 3), input_size=32,
+                                                    pretrained=False if parts["feat"] == "random" else extractor_path)
+            self.discriminator: nn.Module = ProjectedD(extractor, seed, parts["mbstd"] == "all")
         else:
             self.discriminator = ScratchD()
         self.ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
@@ -216,14 +230,20 @@ class MixGAN:
         self.step, self.seconds = info["step"], info["seconds"]
 
 
-def extractor_for(data: ganaug.ImageDataset, work: Path) -> Path:
-    """resnet10t@32 pretrained on the training images, as ganaug.train's default does offline (cached)."""
-    path = work / "extractor_resnet10t_32.safetensors"
+def extractor_for(data: ganaug.ImageDataset, work: Path, feat: str = "pretrain") -> Path:
+    """resnet10t@32 pretrained on the training images as ganaug.train's default does offline (cached), with the
+    objective that ``feat`` names ("pretrain": classify)."""
+    objective = "classify" if feat in ("pretrain", "random", "lite0") else feat
+    path = work / ("extractor_resnet10t_32.safetensors" if objective == "classify" else
+                   f"extractor_resnet10t_32_{objective.replace('+', '_')}.safetensors")
     if not path.is_file():
         defaults = ganaug.TrainConfig(steps=1)
+        # The default's time cap, except for the other objectives, which are made while other runs share the CPU:
+        # they take their steps (min_steps, or until the held-out accuracy stops rising) whatever the clock says.
+        minutes = defaults.pretrain_minutes if objective == "classify" else None
         ganaug.pretrain_extractor(data, path, model_name="resnet10t", input_size=32, epochs=defaults.pretrain_epochs,
-                                  min_steps=defaults.pretrain_min_steps, max_minutes=defaults.pretrain_minutes, seed=0,
-                                  progress=False)
+                                  min_steps=defaults.pretrain_min_steps, max_minutes=minutes, seed=0,
+                                  objective=objective, progress=False)
     return path
 
 
@@ -232,7 +252,8 @@ def run_mix(config: dict, data: ganaug.ImageDataset, milestone: int, work: Path)
     # The ema part only decides which generator is sampled: both share one training run.
     folder = work / config["name"].replace("_ema-off", "").replace("_ema-on", "")
     folder.mkdir(parents=True, exist_ok=True)
-    gan = MixGAN(config["parts"], extractor_for(data, work) if config["parts"]["d"] == "projected" else Path())
+    parts = config["parts"]
+    gan = MixGAN(parts, extractor_for(data, work, parts["feat"]) if parts["d"] == "projected" else Path())
     checkpoint = folder / "checkpoint.safetensors"
     if checkpoint.is_file():
         gan.load(checkpoint)

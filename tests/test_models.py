@@ -163,3 +163,28 @@ def test_z_to_blocks_feeds_the_noise_to_every_norm():
         outputs[fed] = generator(z, labels)
     torch.testing.assert_close(outputs[False][0], outputs[False][1])
     assert not torch.allclose(outputs[True][0], outputs[True][1], atol=1e-3)
+
+
+@pytest.mark.parametrize("feature_minibatch_std", [True, False])
+def test_feature_heads_see_the_variety_of_a_batch_only_with_feature_minibatch_std(feature_minibatch_std,
+                                                                                   random_extractor):
+    torch.manual_seed(0)
+    discriminator = ProjectedDiscriminator(random_extractor, num_classes=2, image_channels=1, resolution=28,
+                                           pixel_head=False, feature_minibatch_std=feature_minibatch_std).eval()
+    images = torch.rand(4, 1, 28, 28) * 2 - 1  # eval: spectral norm's power iteration leaves the weights alone
+    labels = torch.zeros(4, dtype=torch.long)
+    with torch.no_grad():
+        varied = discriminator(images, labels)
+        repeated = discriminator(images[:1].expand(4, -1, -1, -1), labels)
+    # The first image's score, in a group of four different images or of four copies of itself.
+    changed = [not torch.allclose(a[0], b[0], rtol=1e-4, atol=1e-4) for a, b in zip(varied, repeated, strict=True)]
+    assert all(changed) if feature_minibatch_std else not any(changed)
+
+
+def test_train_config_builds_the_discriminator_it_names():
+    from ganaug import TrainConfig
+
+    spec = TrainConfig(steps=1).discriminator_spec(10, 28, 1, 0)
+    assert spec.feature_minibatch_std is True
+    assert TrainConfig(steps=1, feature_minibatch_std=False).discriminator_spec(10, 28, 1, 0).feature_minibatch_std \
+        is False

@@ -63,11 +63,13 @@ class ProjectedDiscriminator(nn.Module):
         embed_dim: width of the conditioning embedding.
         pixel_head: add a head on the raw pixels (guards against artifacts the features miss).
         seed: seed of the fixed random mixing weights.
+        feature_minibatch_std: a minibatch-std layer in every feature head too, not only in the pixel
+            head, so that each head sees how varied a batch is (docs/benchmarks.md, "Diversity").
     """
 
     def __init__(self, extractor: FeatureExtractor, num_classes: int, image_channels: int, resolution: int,
                  instance_dim: int = 0, mixing_channels: int = 64, head_channels: int = 64, embed_dim: int = 64,
-                 pixel_head: bool = True, seed: int = 0):
+                 pixel_head: bool = True, seed: int = 0, feature_minibatch_std: bool = False):
         super().__init__()
         self.extractor = extractor
         generator = torch.Generator().manual_seed(seed)
@@ -82,7 +84,8 @@ class ProjectedDiscriminator(nn.Module):
             sizes = [m.shape[-1] for m in extractor(probe)]
         self.class_embed = nn.Embedding(num_classes, embed_dim)
         self.instance_proj = nn.Linear(instance_dim, embed_dim) if instance_dim else None
-        self.heads = nn.ModuleList(ProjectionHead(mixing_channels, head_channels, s, embed_dim) for s in sizes)
+        self.heads = nn.ModuleList(ProjectionHead(mixing_channels, head_channels, s, embed_dim,
+                                                   minibatch_std=feature_minibatch_std) for s in sizes)
         self.pixel = ProjectionHead(image_channels, head_channels // 2, resolution, embed_dim,
                                     minibatch_std=True) if pixel_head else None
         self.num_scales = len(feature_channels)

@@ -71,8 +71,8 @@ def _pretrain_here(config: TrainConfig, run_dir: Path, dataset: ImageDataset, co
     if context.is_main:
         result = pretrain_extractor(dataset, path, model_name=config.backbone, input_size=config.backbone_input_size,
                                     epochs=config.pretrain_epochs, min_steps=config.pretrain_min_steps,
-                                    max_minutes=config.pretrain_minutes, seed=config.seed,
-                                    device=str(context.device), progress=progress)
+                                    max_minutes=config.pretrain_minutes, objective=config.pretrain_objective,
+                                    seed=config.seed, device=str(context.device), progress=progress)
         _report_pretraining(config, dataset, result, progress)
         summary = {"val_accuracy": result.val_accuracy, "seconds": result.seconds, "epochs": result.epochs,
                    "steps": result.steps}

@@ -25,6 +25,7 @@ from ganaug.nets.build import BackboneSpec, DiscriminatorSpec, GeneratorSpec
 from ganaug.nets.diffaugment import POLICIES
 from ganaug.nets.generator import SUPPORTED_RESOLUTIONS
 from ganaug.nets.layers import NORMS
+from ganaug.train.pretrain import OBJECTIVES
 from ganaug.train.steps import LOSSES
 
 __all__ = ["BACKBONE_INPUT_SIZES", "BACKBONE_WEIGHTS", "PRECISIONS", "TrainConfig", "default_backbone_input_size",
@@ -81,10 +82,16 @@ class TrainConfig:
     # at least this many steps of that pretraining (more epochs on small data, until held-out accuracy stops rising)
     pretrain_min_steps: int = 400
     pretrain_minutes: float = 3.0  # at most this long for that pretraining
+    # what that pretraining learns: classify, contrastive (features that tell images of a class apart) or
+    # classify+contrastive
+    pretrain_objective: str = "classify"
     mixing_channels: int = 64  # output channels of the fixed random 1x1 mixing of each feature scale
     d_channels: int = 64  # width of each discriminator head
     # a discriminator head on the raw pixels, so that artifacts the frozen features miss are penalized
     pixel_head: bool = True
+    # minibatch standard deviation in every feature head, not only the pixel head: each head sees how varied a
+    # batch is, which a generator that repeats a few images per class cannot fake
+    feature_minibatch_std: bool = True
 
     batch_size: int = 64  # global batch size; split across processes under torchrun
     lr_g: float = 2e-4  # Adam learning rate of the generator
@@ -145,6 +152,7 @@ class TrainConfig:
         check_choice("precision", self.precision, PRECISIONS)
         check_choice("g_norm", self.g_norm, NORMS)
         check_choice("loss", self.loss, LOSSES)
+        check_choice("pretrain_objective", self.pretrain_objective, OBJECTIVES)
         check_seed("seed", self.seed)
         for name in filter(None, (p.strip() for p in self.diffaugment.split(","))):
             check_choice("diffaugment", name, tuple(POLICIES))
@@ -190,7 +198,8 @@ class TrainConfig:
         return DiscriminatorSpec(num_classes=num_classes, image_channels=channels, resolution=resolution,
                                  instance_dim=instance_dim, mixing_channels=self.mixing_channels,
                                  head_channels=self.d_channels, embed_dim=self.embed_dim,
-                                 pixel_head=self.pixel_head, seed=self.seed)
+                                 pixel_head=self.pixel_head, seed=self.seed,
+                                 feature_minibatch_std=self.feature_minibatch_std)
 
     def backbone_spec(self, origin: str) -> BackboneSpec:
         """The frozen feature network, with a note of where its weights came from."""

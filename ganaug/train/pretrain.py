@@ -23,14 +23,26 @@ from torch import nn
 
 from ganaug._util.files import atomic_path
 from ganaug._util.rng import seeded
-from ganaug._util.validate import check_int, check_number, check_positive_int, check_seed, resolve_device
+from ganaug._util.validate import (
+    check_choice,
+    check_int,
+    check_number,
+    check_positive_int,
+    check_seed,
+    resolve_device,
+)
 from ganaug.data.dataset import ImageDataset
 from ganaug.nets.features import normalize_images
 from ganaug.nets.weights import EXTRACTOR_FORMAT
 
-__all__ = ["PretrainConfig", "PretrainResult", "pretrain_extractor"]
+__all__ = ["OBJECTIVES", "PretrainConfig", "PretrainResult", "contrastive_loss", "pretrain_extractor"]
 
 EVAL_BATCH = 512  # held-out images per forward pass
+# What the network learns: to classify (cross-entropy on the labels), to tell each image from every other
+# one (SimCLR's contrastive loss on two augmented views, with a linear classifier trained beside it on
+# detached features, so the held-out accuracy is still measured), or both losses on the backbone.
+OBJECTIVES = ("classify", "contrastive", "classify+contrastive")
+PROJECTION_DIM = 64  # output width of the contrastive projection head (discarded after pretraining)
 
 
 @dataclass
@@ -55,6 +67,9 @@ class PretrainConfig:
     val_fraction: float = 0.1  # share of each class held out to measure accuracy
     hflip: bool = True  # random horizontal flips; turn off for data where left and right differ
     max_shift: float = 0.125  # random translation, as a fraction of the image side
+    # classify, contrastive (SimCLR: features that tell images of one class apart) or classify+contrastive
+    objective: str = "classify"
+    temperature: float = 0.2  # temperature of the contrastive loss
     max_minutes: float | None = None  # stop training after this many minutes (checked after every batch)
     seed: int = 0  # seeds the split, the initial weights, the order and the augmentations
     device: str | None = None  # cpu or cuda (default: cuda when available)
@@ -71,6 +86,8 @@ class PretrainConfig:
         check_number("weight_decay", self.weight_decay, 0.0)
         check_number("label_smoothing", self.label_smoothing, 0.0, 1.0, high_open=True)
         check_number("max_shift", self.max_shift, 0.0, 0.5, high_open=True)
+        check_choice("objective", self.objective, OBJECTIVES)
+        check_number("temperature", self.temperature, 0.0, low_open=True)
         if self.max_minutes is not None:
             check_number("max_minutes", self.max_minutes, 0.0, low_open=True)
         check_seed("seed", self.seed)
@@ -116,10 +133,11 @@ def pretrain_extractor(
     progress: bool = True,
     **overrides,
 ) -> PretrainResult:
-    """Train ``config.model_name`` to classify ``dataset`` and save it for :class:`FeatureExtractor`.
+    """Train ``config.model_name`` on ``dataset`` and save it for :class:`FeatureExtractor`.
 
-    A stratified ``val_fraction`` of each class is held out, and the accuracy on it is reported
-    and stored in the file. Everything random follows ``config.seed``.
+    It learns to classify the images, or (``config.objective``) to tell every image from the
+    others (contrastive), or both. A stratified ``val_fraction`` of each class is held out, and
+    the accuracy on it is reported and stored in the file. Everything random follows ``config.seed``.
 
     Args:
         dataset: the labelled images (see :mod:`ganaug.data`).
@@ -155,7 +173,12 @@ def pretrain_extractor(
         data_config = timm.data.resolve_model_data_config(model)
         mean = torch.tensor(data_config["mean"], device=device)
         std = torch.tensor(data_config["std"], device=device)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        contrastive = "contrastive" in config.objective
+        # SimCLR's projection head: trained with the network, not saved
+        projection = nn.Sequential(nn.Linear(model.num_features, 2 * PROJECTION_DIM), nn.ReLU(),
+                                   nn.Linear(2 * PROJECTION_DIM, PROJECTION_DIM)).to(device)
+        parameters = list(model.parameters()) + (list(projection.parameters()) if contrastive else [])
+        optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
         steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
         epochs = max(config.epochs, math.ceil(config.min_steps / steps_per_epoch))
         total_steps = steps_per_epoch * epochs
@@ -177,9 +200,8 @@ def pretrain_extractor(
                     break
                 index = order[first:first + config.batch_size]
                 images = normalize_images(train_set.images[index], mean, std, config.input_size)
-                images = _augment(images, config, generator)
                 labels = train_set.labels[index].to(device)
-                loss = F.cross_entropy(model(images), labels, label_smoothing=config.label_smoothing)
+                loss = _loss(model, projection, images, labels, config, generator)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -220,6 +242,58 @@ def pretrain_extractor(
         save_file(state, str(tmp), metadata=metadata)
     return PretrainResult(path=out, val_accuracy=history[-1]["val_accuracy"], epochs=len(history), seconds=seconds,
                           num_train=len(train_set), num_val=len(val_set), history=history, steps=steps)
+
+
+def contrastive_loss(first: torch.Tensor, second: torch.Tensor, temperature: float) -> torch.Tensor:
+    """SimCLR's NT-Xent loss: each row of ``first`` should match the same row of ``second`` among all 2N rows.
+
+    Args:
+        first, second: float (N, D) projections of two views of the same N images.
+        temperature: the softmax temperature of the cosine similarities.
+    """
+    rows = F.normalize(torch.cat([first, second]).float(), dim=1)
+    similarity = rows @ rows.T / temperature
+    similarity.fill_diagonal_(float("-inf"))  # a view is not its own positive
+    count = len(first)
+    targets = torch.cat([torch.arange(count, 2 * count), torch.arange(count)]).to(rows.device)
+    return F.cross_entropy(similarity, targets)
+
+
+def _loss(model: nn.Module, projection: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+          config: PretrainConfig, generator: torch.Generator) -> torch.Tensor:
+    """The pretraining loss of ``config.objective`` on one batch of normalized images."""
+    if config.objective == "classify":
+        return F.cross_entropy(model(_augment(images, config, generator)), labels,
+                               label_smoothing=config.label_smoothing)
+    views = torch.cat([_contrastive_view(images, config, generator), _contrastive_view(images, config, generator)])
+    pooled = model.forward_head(model.forward_features(views), pre_logits=True)
+    first, second = projection(pooled).chunk(2)
+    loss = contrastive_loss(first, second, config.temperature)
+    # The classifier learns beside the backbone: from the features themselves for classify+contrastive,
+    # from detached features (an online linear probe, so the held-out accuracy still means something) otherwise.
+    classified = pooled if config.objective == "classify+contrastive" else pooled.detach()
+    return loss + F.cross_entropy(model.get_classifier()(classified), torch.cat([labels, labels]),
+                                  label_smoothing=config.label_smoothing)
+
+
+def _contrastive_view(images: torch.Tensor, config: PretrainConfig, generator: torch.Generator) -> torch.Tensor:
+    """One random view for the contrastive loss: a random crop (60-100% of the side), a shift, flips, and
+    random brightness and contrast."""
+    count = images.shape[0]
+    side = 0.6 + 0.4 * torch.rand(count, generator=generator)
+    theta = torch.zeros(count, 2, 3)
+    theta[:, 0, 0] = side
+    theta[:, 1, 1] = side
+    if config.hflip:
+        theta[torch.rand(count, generator=generator) < 0.5, 0, 0] *= -1
+    reach = (1 - side)[:, None] + 2 * config.max_shift
+    theta[:, :, 2] = (torch.rand(count, 2, generator=generator) * 2 - 1) * reach
+    grid = F.affine_grid(theta.to(images.device), list(images.shape), align_corners=False)
+    views = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    contrast = (1 + 0.4 * (torch.rand(count, 1, 1, 1, generator=generator) * 2 - 1)).to(images.device)
+    brightness = (0.4 * (torch.rand(count, 1, 1, 1, generator=generator) * 2 - 1)).to(images.device)
+    mean = views.mean(dim=(1, 2, 3), keepdim=True)
+    return (views - mean) * contrast + mean + brightness
 
 
 def _warmup_cosine(warmup_steps: int, total_steps: int):
