@@ -182,27 +182,27 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                 return self._json(400, {"errors": [{"message": "metadata should be a YAML mapping"}]})
             self._json(200, {"errors": [], "warnings": []})
 
-        def _info(self, repo_id: str, revision: str) -> None:
+        def _snapshot(self, repo_id: str, revision: str):
+            """(repo, sha, files) of a repository at a revision, or None once the error reply has been sent."""
             repo = self._repo(repo_id)
-            if repo is None:
+            found = None if repo is None else self._revision(repo, revision)
+            return None if found is None else (repo, *found)
+
+        def _info(self, repo_id: str, revision: str) -> None:
+            snapshot = self._snapshot(repo_id, revision)
+            if snapshot is None:
                 return
-            found = self._revision(repo, revision)
-            if found is None:
-                return
-            sha, files = found
+            repo, sha, files = snapshot
             self._json(200, {"id": repo_id, "modelId": repo_id, "sha": sha, "private": repo.private,
                              "siblings": [{"rfilename": name} for name in sorted(files)], "tags": [],
                              "downloads": 0, "likes": 0, "lastModified": "2026-12-07T00:00:00.000Z"})
 
         def _tree(self, repo_id: str, revision: str) -> None:
-            repo = self._repo(repo_id)
-            if repo is None:
-                return
-            found = self._revision(repo, revision)
-            if found is None:
+            snapshot = self._snapshot(repo_id, revision)
+            if snapshot is None:
                 return
             self._json(200, [{"type": "file", "oid": git_blob_id(content), "size": len(content), "path": name}
-                             for name, content in sorted(found[1].items())])
+                             for name, content in sorted(snapshot[2].items())])
 
         def _preupload(self, repo_id: str, payload: dict) -> None:
             if not self._authorized():
