@@ -173,11 +173,11 @@ def pretrain_extractor(
         data_config = timm.data.resolve_model_data_config(model)
         mean = torch.tensor(data_config["mean"], device=device)
         std = torch.tensor(data_config["std"], device=device)
-        contrastive = "contrastive" in config.objective
-        # SimCLR's projection head: trained with the network, not saved
-        projection = nn.Sequential(nn.Linear(model.num_features, 2 * PROJECTION_DIM), nn.ReLU(),
-                                   nn.Linear(2 * PROJECTION_DIM, PROJECTION_DIM)).to(device)
-        parameters = list(model.parameters()) + (list(projection.parameters()) if contrastive else [])
+        # SimCLR's projection head, for the contrastive objectives: trained with the network, not saved
+        projection = None if config.objective == "classify" else nn.Sequential(
+            nn.Linear(model.num_features, 2 * PROJECTION_DIM), nn.ReLU(),
+            nn.Linear(2 * PROJECTION_DIM, PROJECTION_DIM)).to(device)
+        parameters = list(model.parameters()) + ([] if projection is None else list(projection.parameters()))
         optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
         steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
         epochs = max(config.epochs, math.ceil(config.min_steps / steps_per_epoch))
@@ -259,7 +259,7 @@ def contrastive_loss(first: torch.Tensor, second: torch.Tensor, temperature: flo
     return F.cross_entropy(similarity, targets)
 
 
-def _loss(model: nn.Module, projection: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+def _loss(model: nn.Module, projection: nn.Module | None, images: torch.Tensor, labels: torch.Tensor,
           config: PretrainConfig, generator: torch.Generator) -> torch.Tensor:
     """The pretraining loss of ``config.objective`` on one batch of normalized images."""
     if config.objective == "classify":
