@@ -17,6 +17,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ganaug._util.hub import hub_endpoint, hub_offline
 from ganaug._util.network import DownloadError, download_file, host_reachable
 from ganaug.nets.weight_packages import WEIGHT_PACKAGES, package_weights
 
@@ -145,9 +146,9 @@ def _resolve_hub(model_name: str) -> ResolvedWeights:
     if cfg.file:
         raise WeightsUnavailableError(f"timm's config for {model_name!r} names the file {cfg.file!r}, which is "
                                       f"missing. {_ways_out(model_name)}")
-    hub = _hub_endpoint() if cfg.hf_hub_id else cfg.url
-    if _offline() or not host_reachable(hub):
-        reason = "HF_HUB_OFFLINE is set" if _offline() else f"{hub} cannot be reached"
+    hub = hub_endpoint() if cfg.hf_hub_id else cfg.url
+    if hub_offline() or not host_reachable(hub):
+        reason = "HF_HUB_OFFLINE is set" if hub_offline() else f"{hub} cannot be reached"
         raise WeightsUnavailableError(f"pretrained weights for {model_name!r} are not in the local caches, in no "
                                       f"installed weights package, and {reason}. {_ways_out(model_name)}")
     if cfg.hf_hub_id:
@@ -200,12 +201,3 @@ def torch_hub_checkpoints() -> Path:
     import torch.hub
 
     return Path(torch.hub.get_dir()) / "checkpoints"
-
-
-def _hub_endpoint() -> str:
-    return os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
-
-
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
-
