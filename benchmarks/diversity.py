@@ -288,13 +288,14 @@ def run_train(config: dict, data: ganaug.ImageDataset, milestone: int, work: Pat
 
     @torch.no_grad()
     def sample(labels: torch.Tensor, z: torch.Tensor, instance: torch.Tensor | None = None) -> torch.Tensor:
-        if gan.instance_conditional and instance is None:
+        if gan.class_samples_use_bank and instance is None:  # as GANAug.sample draws class samples
             instance = draw_instance_features(gan.bank_features, gan.bank_labels, labels,
                                               torch.Generator().manual_seed(7))
         return gan._generate(z, labels, instance, 500)
 
-    sampler = Sampler(sample, generator.z_dim, gan.bank_features if gan.instance_conditional else None,
-                      gan.bank_labels if gan.instance_conditional else None)
+    uses_bank = gan.class_samples_use_bank  # else one condition per class (class-only, or instance dropout)
+    sampler = Sampler(sample, generator.z_dim, gan.bank_features if uses_bank else None,
+                      gan.bank_labels if uses_bank else None)
     return {"steps": gan.info["step"], "batch_size": fields.get("batch_size", 64),
             "train_seconds": metrics[-1]["elapsed_s"], "wall_seconds_this_call": time.monotonic() - start}, sampler
 

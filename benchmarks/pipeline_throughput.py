@@ -19,11 +19,13 @@
    flip (the library's own, same ``p``) where GANAugment goes: what about the cheapest transform
    costs in this chain, for scale. "batch-MODE" (e.g. "batch-mix") runs
    ``ganaug.transforms.GANAugment(mode=MODE, seed=...)`` in batch mode after the DataLoader
-   instead, in the main process, then normalizes there: the workers run the chain without its
-   normalization. "replace" and "mix" draw from the bank (filled before the loader; one indexing
-   per batch, #28's goal >= 0.97), "variant" makes one generator pass per batch. With any batch
-   mode the chain alone is also measured with its normalization moved after the loader ("chain
-   alone, normalized after the loader"), which is what the batch path adds its step to.
+   instead, in the main process. "replace" and "mix" take the chain's normalized batches as
+   ``v2.MixUp`` does (``normalize=(MEAN, STD)``: the workers run the whole chain, and the bank,
+   filled before the loader, is normalized once; one gather per batch, #28's goal >= 0.97).
+   "variant" reads uint8 images: the workers run the chain without its normalization, and the
+   main process makes one generator pass per batch, then normalizes; with it the chain alone is
+   also measured with its normalization moved after the loader ("chain alone, normalized after
+   the loader"), which is what it adds its step to.
    "reference-gc-freeze" is the chain alone with ``gc.freeze()`` in every worker at start
    (after the dataset and the transforms are built): the tip of #19's notes, measured.
    Every pipeline is measured in turn with the others (interleaved).
@@ -289,18 +291,24 @@ def main() -> None:
         init = gan_albumentations.worker_init_fn if pipeline == "albumentations" else None  # v2 needs none
         datasets = {"chain alone": make([])}
         afters, inits = {}, {}
-        if any(mode.startswith("batch-") for mode in modes):  # what the batch path adds its one step to
+        if "batch-variant" in modes:  # what batch "variant" adds its step to: it reads uint8 images
             datasets["chain alone, normalized after the loader"] = make([], normalize=False)
             afters["chain alone, normalized after the loader"] = lambda images, labels: normalized(images)
         for mode in modes:
-            if mode.startswith("batch-"):  # after the loader, in this process: the workers run the chain only
-                batch_augment = gan_transforms.GANAugment(model, mode=mode.removeprefix("batch-"), p=args.p,
-                                                          device="cpu", seed=args.seed, **bank)
-                if mode != "batch-variant":
-                    batch_augment.bank.fill()  # before the loop, as docs/pipelines.md says
-                name = f"+ GANAugment {mode.removeprefix('batch-')}, batch mode after the loader"
+            if mode == "batch-variant":  # after the loader, on uint8 batches, then the chain's normalization
+                batch_augment = gan_transforms.GANAugment(model, mode="variant", p=args.p, device="cpu",
+                                                          seed=args.seed, **bank)
+                name = "+ GANAugment variant, batch mode after the loader"
                 datasets[name] = make([], normalize=False)
                 afters[name] = lambda images, labels, a=batch_augment: normalized(a(images, labels)[0])
+                continue
+            if mode.startswith("batch-"):  # after the loader, in this process, on the chain's normalized batches
+                batch_augment = gan_transforms.GANAugment(model, mode=mode.removeprefix("batch-"), p=args.p,
+                                                          device="cpu", seed=args.seed, normalize=(MEAN, STD), **bank)
+                batch_augment.bank.fill()  # before the loop, as docs/pipelines.md says
+                name = f"+ GANAugment {mode.removeprefix('batch-')}, batch mode after the loader"
+                datasets[name] = make([])
+                afters[name] = lambda images, labels, a=batch_augment: a(images, labels)[0]
                 continue
             if mode == "reference-gc-freeze":  # the chain alone; each worker freezes what it inherited
                 datasets["reference: chain alone, gc.freeze() in each worker"] = make([])

@@ -127,3 +127,73 @@ def test_a_seeded_transform_pickles_and_its_copy_starts_the_stream_again(tiny_ru
 def test_seed_is_checked(tiny_run):
     with pytest.raises(ValueError, match="seed"):
         GANAugment(tiny_run, seed=-1, **BANK)
+
+
+MEAN, STD = 0.286, 0.353  # Fashion-MNIST's
+
+
+def _normalized(images, mean=MEAN, std=STD):
+    return (images.float() / 255 - mean) / std
+
+
+@pytest.mark.parametrize("mode", ["replace", "mix"])
+def test_on_normalized_batches_it_equals_normalizing_after_the_uint8_path(tiny_run, mode):
+    """As v2.MixUp after a chain that ends in Normalize: the same draws, and the normalized result of the uint8 path
+    (replace exactly; mix to float32 rounding, since the blend is affine)."""
+    images, labels = _batch()
+    plain = GANAugment(tiny_run, mode=mode, p=0.5, mix_ratio=RATIO, seed=3, **BANK)
+    normed = GANAugment(tiny_run, mode=mode, p=0.5, mix_ratio=RATIO, seed=3, normalize=(MEAN, STD), **BANK)
+    expected = _normalized(plain(images.float() / 255, labels)[0] * 255)
+    out, out_labels = normed(_normalized(images), labels)
+    assert out_labels is labels and out.dtype == torch.float32
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
+    assert "normalize=((0.286,), (0.353,))" in repr(normed)
+
+
+def test_normalized_bank_copies_follow_shape_refreshes_and_channels(tiny_run):
+    """A 3-channel 32 px normalized batch gets the bank fitted (gray repeated, resized) and normalized per channel,
+    and a refresh makes the copy again."""
+    mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
+    transform = GANAugment(tiny_run, mode="replace", p=1.0, seed=0, bank_size=2, refresh_every=16, refresh_size=20,
+                           bank_seed=0, device="cpu", normalize=(mean, std))
+    labels = torch.arange(16) % 10
+    images = torch.zeros(16, 3, 32, 32)
+    transform(images, labels)  # 16 draws: the bank refreshes after them
+    after = transform.bank.images.clone()
+    out = transform(images, labels)[0]
+    from ganaug._util.images import fit_images
+    fitted = _normalized(fit_images(after.flatten(0, 1), 3, (32, 32)), torch.tensor(mean).view(1, 3, 1, 1),
+                         torch.tensor(std).view(1, 3, 1, 1)).view(10, 2, 3, 32, 32)
+    assert all(any(torch.allclose(out[i], fitted[int(labels[i]), j]) for j in range(2)) for i in range(16))
+
+
+def test_per_sample_normalized_tensors_take_the_same_rule(tiny_run):
+    image = torch.zeros(1, 28, 28, dtype=torch.uint8)
+    transform = GANAugment(tiny_run, mode="replace", p=1.0, normalize=(MEAN, STD), **BANK)
+    out, label = transform(_normalized(image), 4)
+    assert label == 4 and out.dtype == torch.float32
+    assert any(torch.allclose(out, _normalized(transform.bank.images[4, j])) for j in range(BANK["bank_size"]))
+
+
+def test_normalize_is_checked(tiny_run):
+    with pytest.raises(ValueError, match=r"normalize should be None or \(mean, std\)"):
+        GANAugment(tiny_run, normalize=(0.5,), **BANK)
+    with pytest.raises(ValueError, match="std > 0"):
+        GANAugment(tiny_run, normalize=(0.5, 0.0), **BANK)
+    with pytest.raises(ValueError, match="normalize"):
+        GANAugment(tiny_run, normalize=((0.5, 0.5), (0.2,)), **BANK)
+    with pytest.raises(ValueError, match="normalize is for mode 'replace' or 'mix'"):
+        GANAugment(tiny_run, mode="variant", normalize=(MEAN, STD), **BANK)
+    transform = GANAugment(tiny_run, p=1.0, seed=0, normalize=(MEAN, STD), **BANK)
+    with pytest.raises(ValueError, match="normalized by mean"):
+        transform(*_batch())  # uint8: not what a chain ending in Normalize gives
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        transform(torch.full((4, 1, 28, 28), float("nan")), torch.arange(4))
+    with pytest.raises(ValueError, match="3 mean and std values; images have 1 channels"):
+        GANAugment(tiny_run, p=1.0, seed=0, normalize=((0.5, 0.5, 0.5), (0.2, 0.2, 0.2)), **BANK)(
+            torch.zeros(4, 1, 28, 28), torch.arange(4))
+
+
+def test_without_normalize_a_normalized_batch_is_refused_with_the_way_out(tiny_run):
+    with pytest.raises(ValueError, match=r"normalize=\(mean, std\)"):
+        GANAugment(tiny_run, p=1.0, seed=0, **BANK)(_normalized(_batch()[0]), torch.arange(64) % 10)

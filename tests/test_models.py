@@ -188,3 +188,14 @@ def test_train_config_builds_the_discriminator_it_names():
     assert spec.feature_minibatch_std is True
     assert TrainConfig(steps=1, feature_minibatch_std=False).discriminator_spec(10, 28, 1, 0).feature_minibatch_std \
         is False
+
+
+def test_an_instance_optional_generator_takes_none_as_the_zero_instance():
+    generator = Generator(3, 28, 1, z_dim=8, embed_dim=8, instance_dim=4, base_channels=32, min_channels=8,
+                          instance_optional=True).eval()
+    z, labels = torch.randn(3, 8), torch.tensor([0, 1, 2])
+    torch.testing.assert_close(generator(z, labels), generator(z, labels, torch.zeros(3, 4)))
+    assert not torch.allclose(generator(z, labels), generator(z, labels, torch.randn(3, 4)))
+    with pytest.raises(ValueError, match="instance features are required"):
+        Generator(3, 28, 1, z_dim=8, embed_dim=8, instance_dim=4, base_channels=32, min_channels=8)(z, labels)
+    assert not Generator(3, 28, 1, instance_dim=0, instance_optional=True).instance_optional  # nothing to drop

@@ -393,3 +393,84 @@ def test_losses_match_their_definitions():
         d_loss(real, fake, "wasserstein")
     with pytest.raises(ValueError, match="loss"):
         tiny_config(loss="wasserstein")
+
+
+def test_instance_dropout_trains_leading_groups_with_the_null_condition(small_data, extractor_file, tmp_path,
+                                                                       monkeypatch):
+    """Half the batch (whole minibatch-std groups of 4) gets a zero instance and a real image of the condition's own
+    class; the model then samples its classes with the null condition, and still makes instance variants."""
+    import importlib
+
+    from ganaug.train import steps
+
+    loop = importlib.import_module("ganaug.train.loop")
+    seen = []
+    real_d_step = steps.d_step
+
+    def recording_d_step(discriminator, d_module, real, fake, labels, instance, *args, **kwargs):
+        seen.append((real.clone(), labels.clone(), instance.clone()))
+        return real_d_step(discriminator, d_module, real, fake, labels, instance, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "d_step", recording_d_step)
+    config = tiny_config(steps=2, batch_size=16, instance_dropout=0.5, backbone_weights=str(extractor_file))
+    gan = ganaug.train(small_data, config, tmp_path / "run", progress=False)
+    images = (small_data.images.float() / 127.5 - 1)
+    for real, labels, instance in seen:
+        assert (instance[:8] == 0).all() and (instance[8:].abs().sum(dim=1) > 0).all()
+        for row in range(8):  # a real image of the row's class
+            matches = (images == real[row]).flatten(1).all(dim=1)
+            assert matches.any() and (small_data.labels[matches] == labels[row]).all()
+    assert gan.generator.instance_optional and not gan.class_samples_use_bank
+    generator = gan.generator
+    calls = []
+    handle = generator.register_forward_pre_hook(lambda module, args: calls.append(args[2]))
+    gan.sample(4, seed=0)
+    handle.remove()
+    assert calls and all(instance is None for instance in calls)  # class samples: the null condition, no bank
+    assert gan.sample_like(small_data.images[:2], seed=0).shape == (2, 1, 28, 28)
+    assert torch.equal(gan.sample(4, seed=1), ganaug.GANAug.from_pretrained(tmp_path / "run").sample(4, seed=1))
+    with pytest.raises(ValueError, match="instance_dropout"):
+        tiny_config(instance_dropout=1.0)
+
+
+def test_dropped_rows_come_in_whole_minibatch_std_groups():
+    from ganaug.train.loop import _dropped_rows
+
+    assert [_dropped_rows(64, share) for share in (0.0, 0.01, 0.25, 0.5, 0.99)] == [0, 0, 16, 32, 64]
+    assert _dropped_rows(6, 0.5) == 4 and _dropped_rows(2, 0.9) == 2
+
+
+def test_class_groups_give_each_group_of_four_one_class():
+    from ganaug.train.batches import ClassGroups
+
+    labels = torch.arange(200) % 7
+    groups = ClassGroups(labels, 4)
+    torch.manual_seed(0)
+    index = torch.randperm(200)[:64]
+    grouped = groups.group(index)
+    assert torch.equal(grouped[::4], index[::4])  # each group's first row keeps the epoch's order
+    assert (labels[grouped].view(16, 4) == labels[index[::4]][:, None]).all()
+    picked = torch.cat([groups.group(index)[1::4] for _ in range(200)])
+    assert len(picked.unique()) > 150  # the other rows are drawn from the whole class
+    assert torch.equal(groups.group(index[:6])[::2], index[:6][::2])  # a batch of 6: groups of gcd(4, 6) = 2
+
+
+def test_class_grouped_batches_show_d_one_class_per_group(small_data, extractor_file, tmp_path, monkeypatch):
+    import importlib
+
+    from ganaug.train import steps
+
+    loop = importlib.import_module("ganaug.train.loop")
+    seen = []
+    real_d_step = steps.d_step
+
+    def recording_d_step(discriminator, d_module, real, fake, labels, *args, **kwargs):
+        seen.append(labels.clone())
+        return real_d_step(discriminator, d_module, real, fake, labels, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "d_step", recording_d_step)
+    config = tiny_config(steps=3, batch_size=16, class_grouped_batches=True, backbone_weights=str(extractor_file))
+    ganaug.train(small_data, config, tmp_path / "run", progress=False)
+    assert len(seen) == 3
+    assert all((labels.view(4, 4) == labels[::4, None]).all() for labels in seen)
+    assert not all((labels == labels[0]).all() for labels in seen)

@@ -6,7 +6,9 @@ albumentations convention); PIL images in mode L or RGB. C is 1 or 3.
 
 Float values are checked where images come in from users (:func:`check_float_values`): NaN,
 infinities and values outside [0, 1] are refused, not blended. A normalized image (after
-``Normalize``) is refused for that reason: ganaug's transforms go before ``Normalize``.
+``Normalize``) is refused for that reason: ganaug's transforms go before ``Normalize``, except
+the batch path after the DataLoader, which is told the chain's mean and std
+(:class:`Normalization`) and takes normalized batches as ``v2.MixUp`` does.
 """
 
 from __future__ import annotations
@@ -24,10 +26,13 @@ __all__ = [
     "IMAGE_CHANNELS",
     "MIN_IMAGE_SIZE",
     "ImageBatch",
+    "Normalization",
     "as_image_batch",
     "check_float_values",
     "check_image_tensor",
     "check_min_size",
+    "check_normalization",
+    "check_normalized_values",
     "fit_images",
     "from_float",
     "hwc_image",
@@ -65,7 +70,19 @@ def check_float_values(name: str, images: Any) -> Any:
         raise ValueError(f"{name} is a float image with values in [{low:.4g}, {high:.4g}], but float images should "
                          "lie in [0, 1] (uint8: [0, 255]). A float image in 0..255 needs dividing by 255; a "
                          "normalized one (after Normalize) cannot be blended with generated pixels: put the ganaug "
-                         "transform before Normalize")
+                         "transform before Normalize, or, on batches after the DataLoader, tell "
+                         "ganaug.transforms.GANAugment the normalization (normalize=(mean, std))")
+    return images
+
+
+def check_normalized_values(name: str, images: torch.Tensor, normalization: Normalization) -> torch.Tensor:
+    """Refuse what cannot be an image normalized by ``normalization``: a non-float tensor, NaN or infinities."""
+    if not images.is_floating_point():
+        raise ValueError(f"{name} should be float images normalized by mean {normalization.mean} and std "
+                         f"{normalization.std} (normalize= is set), got dtype {images.dtype}: drop normalize= for "
+                         "uint8 or [0, 1] images")
+    if images.numel() and not bool(torch.isfinite(images).all()):
+        raise ValueError(f"{name} holds NaN or infinite values")
     return images
 
 
@@ -225,3 +242,52 @@ def fit_images(images: torch.Tensor, channels: int, size: tuple[int, int]) -> to
         out = F.interpolate(out.float(), size=size, mode="bilinear", align_corners=False, antialias=antialias)
         out = out.round().clamp(0, 255).to(torch.uint8)
     return out.contiguous()
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """A chain's per-channel normalization, ``(x / 255 - mean) / std`` of uint8 images (``v2.Normalize`` after
+    ``v2.ToDtype(scale=True)``, or ``A.Normalize`` with ``max_pixel_value=255``). Hashable: a key of cached copies.
+
+    Attributes:
+        mean, std: one value per channel (or one for all channels).
+    """
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def apply(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (N, C, H, W) images as float32 normalized ones; the values must fit C (1 or C of them)."""
+        channels = images.shape[1]
+        if len(self.mean) not in (1, channels):
+            raise ValueError(f"normalize has {len(self.mean)} mean and std values; images have {channels} channels "
+                             "(give 1 value, or 1 per channel)")
+        mean = torch.tensor(self.mean, dtype=torch.float32, device=images.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, dtype=torch.float32, device=images.device).view(1, -1, 1, 1)
+        return (images.float() / 255 - mean) / std
+
+
+def check_normalization(name: str, value: Any) -> Normalization | None:
+    """``value`` as a :class:`Normalization`: None, or a ``(mean, std)`` pair of numbers or equal-length sequences
+    of numbers (as ``v2.Normalize`` takes them), every std positive."""
+    if value is None:
+        return None
+    if isinstance(value, Normalization):
+        return value
+    expected = f"{name} should be None or (mean, std), each a number or a sequence of 1 or 3 numbers, std > 0"
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise ValueError(f"{expected}; got {value!r}")
+    parts = []
+    for part in value:
+        values = (part,) if isinstance(part, (int, float)) else part
+        try:
+            values = tuple(float(v) for v in values)
+        except (TypeError, ValueError):
+            raise ValueError(f"{expected}; got {value!r}") from None
+        if len(values) not in IMAGE_CHANNELS or not all(math.isfinite(v) for v in values):
+            raise ValueError(f"{expected}; got {value!r}")
+        parts.append(values)
+    mean, std = parts
+    if len(mean) != len(std) or min(std) <= 0:
+        raise ValueError(f"{expected}; got {value!r}")
+    return Normalization(mean, std)

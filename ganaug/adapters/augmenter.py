@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ganaug._util.images import check_float_values
+from ganaug._util.images import check_float_values, check_normalization
 from ganaug._util.validate import as_labels
 from ganaug.adapters.functional import (
     AugmentParams,
@@ -46,15 +46,23 @@ class Augmenter:
             settings (:class:`ganaug.SampleBank`'s ``size_per_class``, ..., ``seed``).
         variants_per_image: variants :attr:`variants` makes of each image given to its ``add``
             ("variant"); ``bank_seed`` seeds them.
+        normalize: ``(mean, std)`` of the chain's normalization when the images given are
+            normalized floats (the batch path after ``v2.Normalize``; "replace" and "mix" only):
+            the synthetic images are normalized the same way, once per bank fill, on the bank's copy.
     """
 
     def __init__(self, checkpoint: str | os.PathLike, mode: str = "replace",
                  mix_ratio: tuple[float, float] = (0.3, 0.7), bank_size: int = BANK_SIZE,
                  refresh_every: int | None = REFRESH_EVERY, refresh_size: int = REFRESH_SIZE, background: bool = False,
                  device: str = "auto", bank_seed: int | None = None,
-                 variants_per_image: int = VARIANTS_PER_IMAGE):
+                 variants_per_image: int = VARIANTS_PER_IMAGE, normalize: Any = None):
         self.mode = check_mode(mode)
         self.mix_ratio = check_mix_ratio(mix_ratio)
+        self.normalize = check_normalization("normalize", normalize)
+        if self.normalize is not None and self.mode == "variant":
+            raise ValueError("normalize is for mode 'replace' or 'mix' (their synthetic images come from the bank); "
+                             "'variant' reads its images' content: give it images in [0, 1] or uint8, before "
+                             "Normalize")
         if self.mode == "mix":
             load_mix_kernel()  # here, so that forked DataLoader workers inherit OpenCV
         # cheap to build: the model loads, and the bank fills, on first use in the process that uses it
@@ -101,7 +109,8 @@ class Augmenter:
         """Augment a batch.
 
         Args:
-            images: uint8 or float (N, C, H, W), C in {1, 3}, on any device.
+            images: uint8 or float (N, C, H, W), C in {1, 3}, on any device; float normalized by
+                :attr:`normalize` when it is set.
             labels: N class labels, or None ("variant": inferred from the images).
             params: from :meth:`make_params`, or :meth:`batch_params` (tensors of positions and
                 weights: the bank is indexed once, on the images' device).
@@ -112,11 +121,14 @@ class Augmenter:
         channels, height, width = images.shape[1:]
         if self.mode == "variant":
             return replace(images, self._variants(images, labels, params).to(images.device))
-        if isinstance(params.positions, torch.Tensor):
-            synthetic = self.bank.draw_batch(torch.tensor(labels, dtype=torch.int64), params.positions, images.device)
+        if isinstance(params.positions, torch.Tensor):  # the batch path: a fitted (normalized) copy of the bank
+            synthetic = self.bank.draw_batch(torch.tensor(labels, dtype=torch.int64), params.positions, images.device,
+                                             (channels, height, width), self.normalize)
         else:
-            synthetic = self.bank.draw(labels, positions=params.positions)
-        synthetic = fit_images(synthetic.to(images.device), channels, (height, width))
+            synthetic = fit_images(self.bank.draw(labels, positions=params.positions).to(images.device), channels,
+                                   (height, width))
+            if self.normalize is not None:
+                synthetic = self.normalize.apply(synthetic)
         return mix(images, synthetic, params.weights) if self.mode == "mix" else replace(images, synthetic)
 
     def _variants(self, images: torch.Tensor, labels: list[int] | None, params: AugmentParams) -> torch.Tensor:
@@ -158,7 +170,7 @@ class Augmenter:
             The image's shape and dtype.
         """
         dtype = image.dtype
-        if image.ndim not in (2, 3) or (dtype != _UINT8 and dtype != _FLOAT32):
+        if image.ndim not in (2, 3) or (dtype != _UINT8 and dtype != _FLOAT32) or self.normalize is not None:
             return None
         if self.mode == "variant":
             if dtype == _FLOAT32:

@@ -152,8 +152,11 @@ def replace(images: np.ndarray | torch.Tensor, synthetic: np.ndarray | torch.Ten
 
     Args:
         images: the images replaced (only their dtype is read).
-        synthetic: uint8, the images' shape.
+        synthetic: uint8, the images' shape; or a float torch batch already in the images' scale
+            (normalized by the chain's mean and std: the batch path), taken as it is.
     """
+    if isinstance(synthetic, torch.Tensor) and synthetic.is_floating_point():
+        return synthetic.to(images.dtype)
     if isinstance(images, np.ndarray):
         return np.ascontiguousarray(synthetic) if images.dtype == np.uint8 else synthetic * np.float32(1 / 255)
     return synthetic if images.dtype == torch.uint8 else synthetic * torch.tensor(1 / 255, dtype=images.dtype)
@@ -171,7 +174,8 @@ def mix(images: np.ndarray | torch.Tensor, synthetic: np.ndarray | torch.Tensor,
     Args:
         images: uint8 in [0, 255] or float in [0, 1]: one numpy image (any layout), or a torch
             batch (N, C, H, W).
-        synthetic: uint8, the images' shape.
+        synthetic: uint8, the images' shape; or, for a float torch batch, float in the images' own
+            scale (normalized by the chain's mean and std: the batch path).
         weights: the synthetic share, a float for a numpy image, one per image for a batch (a
             sequence, or a float64 tensor: the batch path).
 
@@ -189,9 +193,10 @@ def mix(images: np.ndarray | torch.Tensor, synthetic: np.ndarray | torch.Tensor,
         keep, take = np.float32(1 - weights), np.float32(weights if uint8 else weights / 255)
     else:
         uint8 = images.dtype == torch.uint8
+        scaled = uint8 or synthetic.is_floating_point()  # synthetic already in the images' scale
         weights = torch.as_tensor(weights, dtype=torch.float64)  # the float64 of Python floats, then float32
         keep = (1 - weights).to(torch.float32).to(images.device).view(-1, 1, 1, 1)
-        take = (weights if uint8 else weights / 255).to(torch.float32).to(images.device).view(-1, 1, 1, 1)
+        take = (weights if scaled else weights / 255).to(torch.float32).to(images.device).view(-1, 1, 1, 1)
     mixed = images * keep  # float32 throughout: half the memory traffic of float64
     mixed += synthetic * take
     if not uint8:

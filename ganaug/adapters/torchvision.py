@@ -39,6 +39,7 @@ from ganaug._util.images import (
     check_float_values,
     check_image_tensor,
     check_min_size,
+    check_normalized_values,
     image_batch,
     pil_array,
 )
@@ -144,6 +145,10 @@ class GANAugment(_SampleTransform):
         seed: seeds the batch path's draws (which images, bank positions, mix weights) from a
             stream of its own, different on every ``torch.distributed`` rank; None: torch's global
             RNG, as ``v2.MixUp`` draws. Per-sample calls always use the global RNG.
+        normalize: ``(mean, std)`` of the chain's ``v2.Normalize`` (per channel, or one value),
+            when the images given are already normalized, as ``v2.MixUp`` takes them after the
+            DataLoader ("replace" and "mix"). The bank's images are normalized the same way once,
+            so a batch costs one gather and one select or blend. None: images are uint8 or in [0, 1].
 
     Images: PIL (L or RGB), uint8 tensors, or float tensors in [0, 1]; (C, H, W), or a batch
     (B, C, H, W) with a (B,) int label tensor (the batch path, after the DataLoader, as
@@ -161,10 +166,11 @@ class GANAugment(_SampleTransform):
                  refresh_every: int | None = REFRESH_EVERY,
                  refresh_size: int = REFRESH_SIZE, background: bool = False, device: str = "auto",
                  bank_seed: int | None = None, labels_getter: str | Callable[[Any], Any] | None = "default",
-                 variants_per_image: int = VARIANTS_PER_IMAGE, seed: int | None = None):
+                 variants_per_image: int = VARIANTS_PER_IMAGE, seed: int | None = None, normalize: Any = None):
         super().__init__(checkpoint, p, labels_getter)
         self.core = Augmenter(self.checkpoint, mode, mix_ratio, bank_size, refresh_every, refresh_size, background,
-                              device, bank_seed, variants_per_image)
+                              device, bank_seed, variants_per_image, normalize)
+        self.normalize = self.core.normalize
         self.mode, self.mix_ratio = self.core.mode, self.core.mix_ratio
         self.seed = check_seed("seed", seed, allow_none=True)
         self._batch_rng: torch.Generator | None = None  # made on first use: the rank is known by then
@@ -207,7 +213,7 @@ class GANAugment(_SampleTransform):
         batch_size = self._batch_size(flat_inputs)
         if batch_size is None:
             return {"drawn": self.core.make_params(1, None)}
-        check_float_values("images", check_image_tensor("images", flat_inputs[0], batched=True))
+        self._check_values("images", check_image_tensor("images", flat_inputs[0], batched=True))
         if self.seed is not None and self._batch_rng is None:
             self._batch_rng = rank_generator(self.seed)
         # per image, as the per-sample path draws one sample: the p coin, then the parameters' two uniforms
@@ -227,12 +233,20 @@ class GANAugment(_SampleTransform):
         """The general path for one image, where the fast path does not apply: checks everything, any size."""
         labels = self.core.labels(label, 1, "label", LABEL_HOW)
         if isinstance(inpt, PIL.Image.Image):
+            if self.normalize is not None:
+                raise TypeError("normalize= is set, so images should be normalized float tensors, got a PIL image")
             batch = image_batch(inpt, "image", min_size=True)
             return batch.restore(self.core.apply(batch.images, labels, drawn))
-        tensor = check_float_values("image", check_image_tensor("image", inpt, batched=False))
+        tensor = self._check_values("image", check_image_tensor("image", inpt, batched=False))
         check_min_size("image", tensor.shape[-2], tensor.shape[-1])
         out = self.core.apply(tensor[None], labels, drawn)[0]
         return tv_tensors.wrap(out, like=inpt) if isinstance(inpt, tv_tensors.TVTensor) else out
+
+    def _check_values(self, name: str, tensor: torch.Tensor) -> torch.Tensor:
+        """Pixel values as this transform takes them: in [0, 1] (or uint8), or normalized by :attr:`normalize`."""
+        if self.normalize is None:
+            return check_float_values(name, tensor)
+        return check_normalized_values(name, tensor, self.normalize)
 
     def _transform_fast(self, inpt: Any, label: Any, drawn: Any) -> Any:
         """The core's numpy fast path (:meth:`Augmenter.apply_one`) on a PIL image or a CPU tensor, or None."""
@@ -269,7 +283,8 @@ class GANAugment(_SampleTransform):
 
     def extra_repr(self) -> str:
         return (f"checkpoint={self.checkpoint!r}, mode={self.mode!r}, p={self.p}, mix_ratio={self.mix_ratio}, "
-                f"bank_size={self.bank.size_per_class}, device={self.bank.model.device!r}, seed={self.seed}")
+                f"bank_size={self.bank.size_per_class}, device={self.bank.model.device!r}, seed={self.seed}"
+                + ("" if self.normalize is None else f", normalize=({self.normalize.mean}, {self.normalize.std})"))
 
 
 class GANCutoutFill(_SampleTransform):

@@ -69,17 +69,21 @@ class Generator(nn.Module):
             DCGAN; sampling then uses its running statistics), each modulated by the condition.
         z_to_blocks: feed z to every norm directly, beside the mapped condition (BigGAN's skip-z),
             so that z is not diluted by the class path in the unit-RMS mapping output.
+        instance_optional: an instance-conditional generator also trained without instances
+            (``TrainConfig.instance_dropout``): ``instance=None`` then means the null condition,
+            a zero feature row, and gives class-only samples.
     """
 
     def __init__(self, num_classes: int, resolution: int, channels: int, z_dim: int = 64, embed_dim: int = 64,
                  instance_dim: int = 0, base_channels: int = 256, min_channels: int = 64, norm: str = "group",
-                 z_to_blocks: bool = False):
+                 z_to_blocks: bool = False, instance_optional: bool = False):
         super().__init__()
         check_choice("resolution", resolution, SUPPORTED_RESOLUTIONS)
         check_choice("norm", norm, NORMS)
         check_channels("channels", channels)
         self.num_classes, self.resolution, self.channels = num_classes, resolution, channels
         self.z_dim, self.instance_dim = z_dim, instance_dim
+        self.instance_optional = bool(instance_optional and instance_dim)
         self.class_embed = nn.Embedding(num_classes, embed_dim)
         self.instance_proj = nn.Linear(instance_dim, embed_dim) if instance_dim else None
         cond_in = z_dim + embed_dim * (2 if instance_dim else 1)
@@ -104,7 +108,9 @@ class Generator(nn.Module):
         parts = [z, self.class_embed(labels)]
         if self.instance_proj is not None:
             if instance is None:
-                raise ValueError("this generator is instance-conditional: instance features are required")
+                if not self.instance_optional:
+                    raise ValueError("this generator is instance-conditional: instance features are required")
+                instance = z.new_zeros(len(z), self.instance_dim)  # the null condition (unit_rms keeps it zero)
             parts.append(self.instance_proj(unit_rms(instance)))
         elif instance is not None:
             raise ValueError("this generator is class-only: instance should be None")
@@ -116,7 +122,8 @@ class Generator(nn.Module):
         Args:
             z: float (N, z_dim) noise.
             labels: int64 (N,) class labels.
-            instance: float (N, instance_dim) instance features, or None for a class-only generator.
+            instance: float (N, instance_dim) instance features (a zero row: the null condition), or None
+                for a class-only generator or the null condition of an ``instance_optional`` one.
 
         Returns:
             float (N, channels, resolution, resolution) in [-1, 1].

@@ -8,10 +8,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["NORMS", "ConditionalBatchNorm", "ConditionalGroupNorm", "MinibatchStd", "conditional_norm", "unit_rms",
-           "upsample_nearest_2x"]
+__all__ = ["MINIBATCH_STD_GROUP", "NORMS", "ConditionalBatchNorm", "ConditionalGroupNorm", "MinibatchStd",
+           "conditional_norm", "unit_rms", "upsample_nearest_2x"]
 
 NORMS = ("group", "batch")  # the generator's normalization: per image (GroupNorm) or over the batch (BatchNorm)
+MINIBATCH_STD_GROUP = 4  # samples per group of the discriminator's minibatch-std layers (StyleGAN's)
 
 
 def unit_rms(vectors: torch.Tensor) -> torch.Tensor:
@@ -27,7 +28,7 @@ class MinibatchStd(nn.Module):
     multiples of the group size.
     """
 
-    def __init__(self, group_size: int = 4):
+    def __init__(self, group_size: int = MINIBATCH_STD_GROUP):
         super().__init__()
         self.group_size = group_size
 

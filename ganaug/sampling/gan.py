@@ -184,8 +184,14 @@ class GANAug:
         rng = torch_generator(seed)
         z = torch.randn(num, self.generator.z_dim, generator=rng) * truncation
         instance = (draw_instance_features(self.bank_features, self.bank_labels, labels, rng)
-                    if self.instance_conditional else None)
+                    if self.class_samples_use_bank else None)
         return self._generate(z, labels, instance, check_positive_int("batch_size", batch_size))
+
+    @property
+    def class_samples_use_bank(self) -> bool:
+        """Whether class samples draw an instance condition from the bank: an instance-conditional model not
+        trained with ``instance_dropout`` (one that was samples its classes with the null condition, no instance)."""
+        return self.instance_conditional and not self.generator.instance_optional
 
     @torch.no_grad()
     def sample_seeded(self, labels: Sequence[int] | torch.Tensor, seeds: Sequence[int] | torch.Tensor,
@@ -210,7 +216,7 @@ class GANAug:
         if len(seeds) and int(seeds.min()) < 0:
             raise ValueError(f"seeds should be non-negative, got {int(seeds.min())}")
         z = torch.empty(len(seeds), self.generator.z_dim)
-        instance = torch.empty(len(seeds), self.generator.instance_dim) if self.instance_conditional else None
+        instance = torch.empty(len(seeds), self.generator.instance_dim) if self.class_samples_use_bank else None
         for i, seed in enumerate(seeds.tolist()):
             rng = torch.Generator().manual_seed(seed)
             z[i] = torch.randn(self.generator.z_dim, generator=rng) * truncation

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import get_worker_info
 
+from ganaug._util.images import Normalization, fit_images
 from ganaug._util.rng import SEED_SPACE, random_integers
 from ganaug._util.validate import as_labels, check_positive_int, check_seed, check_truncation
 from ganaug.sampling.gan import GANAug
@@ -89,7 +90,7 @@ class SampleBank:
         self._stop = threading.Event()
         self._numpy: np.ndarray | None = None  # draw_one's view of _images (see there)
         self._numpy_of: torch.Tensor | None = None
-        self._copies: dict[torch.device, tuple[int, torch.Tensor]] = {}  # draw_batch's (version, images) per device
+        self._copies: dict[tuple, tuple[int, torch.Tensor]] = {}  # draw_batch's (version, images) per request
 
     def _check_process(self) -> None:
         if os.getpid() != self._pid:  # forked: the parent's lock, thread and seed stream are not ours
@@ -241,29 +242,44 @@ class SampleBank:
         return image
 
     def draw_batch(self, labels: torch.Tensor, positions: torch.Tensor, device: torch.device | str | None = None,
+                   shape: tuple[int, int, int] | None = None, normalize: Normalization | None = None,
                    ) -> torch.Tensor:
         """Bank images by class and position, in one indexing operation: the batch path after the DataLoader.
 
         Args:
             labels: int64 (N,) class labels, checked by the caller.
             positions: int64 (N,) bank positions in ``[0, size_per_class)``.
-            device: where the images are wanted; the bank keeps one copy there, made again after a
-                refresh changes the images (on the CPU the bank itself is indexed).
+            device: where the images are wanted.
+            shape: ``(C, H, W)`` wanted, when it is not the bank's (:func:`fit_images`).
+            normalize: the chain's normalization, to draw float32 normalized images.
+
+        A copy of the bank as asked for (on ``device``, fitted, normalized) is kept and made again
+        after a refresh changes the images, so each batch costs one gather; uint8 at the bank's
+        own shape on the CPU indexes the bank itself.
 
         Returns:
-            uint8 (N, C, H, W) on ``device``.
+            uint8 (N, C, H, W) on ``device``, or float32 with ``normalize``.
         """
         self._check_process()
         self.fill()
         device = torch.device("cpu") if device is None else torch.device(device)
         with self._lock:
-            if device.type == "cpu":
+            if shape is not None and tuple(shape) == tuple(self._images.shape[2:]):
+                shape = None
+            if device.type == "cpu" and shape is None and normalize is None:
                 images = self._images
             else:
-                version, images = self._copies.get(device, (None, None))
+                key = (device, shape, normalize)
+                version, images = self._copies.get(key, (None, None))
                 if version != self._version:
                     images = self._images.to(device)
-                    self._copies[device] = (self._version, images)
+                    if shape is not None:
+                        classes, per_class = images.shape[:2]
+                        images = fit_images(images.flatten(0, 1), shape[0], tuple(shape[1:]))
+                        images = images.view(classes, per_class, *images.shape[1:])
+                    if normalize is not None:
+                        images = normalize.apply(images.flatten(0, 1)).view(*images.shape)
+                    self._copies[key] = (self._version, images)
             picked = images[labels.to(images.device), positions.to(images.device)]
         self._count_draws(len(labels))
         return picked

@@ -12,7 +12,7 @@ from ganaug.nets.generator import SUPPORTED_RESOLUTIONS
 from ganaug.train.config import TrainConfig
 from ganaug.train.distributed import DistributedContext
 
-__all__ = ["EpochSampler", "nearest_resolution", "prepare_images"]
+__all__ = ["ClassGroups", "EpochSampler", "nearest_resolution", "prepare_images"]
 
 
 def nearest_resolution(height: int, width: int) -> int:
@@ -53,3 +53,39 @@ class EpochSampler:
             self.sampler.set_epoch(epoch)
             self.order, self.epoch = torch.tensor(list(iter(self.sampler))), epoch
         return self.order[offset * self.per_rank:(offset + 1) * self.per_rank]
+
+
+class ClassGroups:
+    """Batches whose consecutive groups of rows share a class, for the discriminator's minibatch-std layers.
+
+    A minibatch-std layer compares the spread of a group of fakes with that of a group of reals.
+    Over a random batch a group holds several classes, and its spread is mostly the difference
+    between classes, which a generator that repeats one image per class still shows. With each
+    group drawn from one class, the spread is that of images within a class: what a collapsed
+    generator lacks (docs/design.md).
+
+    Args:
+        labels: int64 (N,) the training images' classes.
+        group_size: rows per group (the layer's).
+    """
+
+    def __init__(self, labels: torch.Tensor, group_size: int):
+        self.group_size = group_size
+        self.by_class = torch.argsort(labels, stable=True)
+        counts = torch.bincount(labels)
+        self.counts, self.starts = counts, torch.cumsum(counts, 0) - counts
+        self.labels = labels
+
+    def group(self, index: torch.Tensor) -> torch.Tensor:
+        """``index`` with each group's rows after the first replaced by random items of the first row's class.
+
+        The first row of each group (a quarter of the batch for groups of 4) keeps the epoch's order;
+        the others are drawn from torch's global RNG (saved with the checkpoint, so a resume repeats them).
+        """
+        size = math.gcd(self.group_size, len(index))
+        anchors = index[::size].repeat_interleave(size)[:len(index)]
+        classes = self.labels[anchors]
+        picks = (torch.rand(len(index)) * self.counts[classes]).long().clamp_max_(self.counts[classes] - 1)
+        grouped = self.by_class[self.starts[classes] + picks]
+        first = torch.arange(len(index)) % size == 0
+        return torch.where(first, index, grouped)

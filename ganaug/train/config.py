@@ -68,6 +68,9 @@ class TrainConfig:
     instance_conditioning: bool = True
     # real images shown to D for an instance come from this many of its same-class nearest neighbours
     instance_neighbours: int = 8
+    # share of each batch trained with no instance (the null condition; the real image any of the class), so that
+    # one model gives class samples without instances (more varied) as well as instance variants and completion
+    instance_dropout: float = 0.0
     bank_per_class: int = 256  # instance features kept per class, for class-conditional sampling
 
     # timm model whose frozen features the discriminator looks through (tf_efficientnet_lite0/1/2: ImageNet
@@ -92,6 +95,9 @@ class TrainConfig:
     # minibatch standard deviation in every feature head, not only the pixel head: each head sees how varied a
     # batch is, which a generator that repeats a few images per class cannot fake
     feature_minibatch_std: bool = True
+    # each group of 4 rows that a minibatch-std layer compares holds one class, so that D sees the variety within a
+    # class (where a collapsed generator is poor), not the difference between classes
+    class_grouped_batches: bool = False
 
     batch_size: int = 64  # global batch size; split across processes under torchrun
     lr_g: float = 2e-4  # Adam learning rate of the generator
@@ -145,6 +151,7 @@ class TrainConfig:
             check_number(name, getattr(self, name), 0.0, low_open=True)
         check_number("ema_decay", self.ema_decay, 0.0, 1.0, high_open=True)
         check_number("mode_seeking", self.mode_seeking, 0.0)
+        check_number("instance_dropout", self.instance_dropout, 0.0, 1.0, high_open=True)
         check_number("lr_decay_on_restore", self.lr_decay_on_restore, 0.0, 1.0, low_open=True)
         self.betas = check_betas(self.betas)
         self.backbone_out_indices = tuple(check_int("backbone_out_indices", i, low=0)
@@ -190,7 +197,8 @@ class TrainConfig:
         return GeneratorSpec(num_classes=num_classes, resolution=resolution, channels=channels, z_dim=self.z_dim,
                              embed_dim=self.embed_dim, instance_dim=instance_dim, base_channels=self.g_channels,
                              min_channels=self.g_min_channels, norm=self.g_norm,
-                             z_to_blocks=self.z_to_blocks)
+                             z_to_blocks=self.z_to_blocks,
+                             instance_optional=bool(instance_dim) and self.instance_dropout > 0)
 
     def discriminator_spec(self, num_classes: int, resolution: int, channels: int,
                            instance_dim: int) -> DiscriminatorSpec:

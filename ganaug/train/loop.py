@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import os
 import time
 from contextlib import AbstractContextManager
@@ -24,9 +25,10 @@ from ganaug.data.dataset import ImageDataset
 from ganaug.nets.build import build_discriminator, build_generator
 from ganaug.nets.generator import to_uint8
 from ganaug.nets.instances import draw_instance_features
+from ganaug.nets.layers import MINIBATCH_STD_GROUP
 from ganaug.sampling.gan import GANAug, model_info
 from ganaug.train.backbone import backbone_extractor, choose_backbone
-from ganaug.train.batches import EpochSampler, prepare_images
+from ganaug.train.batches import ClassGroups, EpochSampler, prepare_images
 from ganaug.train.checkpoint import TrainingState, load_checkpoint, read_training_checkpoint, save_checkpoint
 from ganaug.train.config import TrainConfig
 from ganaug.train.distributed import DistributedContext, setup_distributed
@@ -155,6 +157,7 @@ def train(dataset: ImageDataset, config: TrainConfig, run_dir: str | os.PathLike
 
         per_rank = config.batch_size // context.world_size
         sampler = EpochSampler(len(images), per_rank, context, config.seed)
+        groups = ClassGroups(labels, MINIBATCH_STD_GROUP) if config.class_grouped_batches else None
         grid = _sample_grid_inputs(config, num_classes, instances)
         bar = tqdm(total=config.steps, initial=state.step, unit="step", desc="train",
                    disable=not (progress and context.is_main), dynamic_ncols=True)
@@ -163,8 +166,9 @@ def train(dataset: ImageDataset, config: TrainConfig, run_dir: str | os.PathLike
         done = _budget_spent(config, state, budget, context)
         while not done:
             step_start = time.monotonic()
-            losses = _train_step(sampler.batch(state.step), images, labels, instances, g_train, d_train, state,
-                                 config, context, autocast, channels_last)
+            index = sampler.batch(state.step)
+            losses = _train_step(index if groups is None else groups.group(index), images, labels, instances,
+                                 g_train, d_train, state, config, context, autocast, channels_last)
             if losses is None:
                 _handle_non_finite(run_dir, state, config, context)
             else:
@@ -233,6 +237,10 @@ def _train_step(index: torch.Tensor, images: torch.Tensor, labels: torch.Tensor,
         choice = torch.randint(0, instances.neighbours.shape[1], (len(index),))
         real_index = instances.neighbours[conditions, choice]
         instance = instances.features[conditions.to(instances.features.device)].to(device)
+        dropped = _dropped_rows(len(index), config.instance_dropout)
+        if dropped:  # the null condition: a zero feature row, with any real image of the class
+            instance[:dropped] = 0
+            real_index[:dropped] = conditions[:dropped]
     else:  # class-only: the real images are those of the conditions, so their labels are batch_labels
         real_index, instance = conditions, None
     real = images[real_index].to(device, non_blocking=True).float() / 127.5 - 1
@@ -250,6 +258,13 @@ def _train_step(index: torch.Tensor, images: torch.Tensor, labels: torch.Tensor,
     if context.all_reduce_max(torch.tensor(float(not (ok_d and ok_g)))) != 0:
         return None
     return {"loss_d": loss_d.item(), "loss_g": loss_g.item()}
+
+
+def _dropped_rows(batch: int, share: float) -> int:
+    """How many leading rows of a batch go without an instance: ``share`` of it, in whole groups of D's
+    minibatch-std layers, so that no group mixes the null condition with instances."""
+    group = math.gcd(MINIBATCH_STD_GROUP, batch)  # the layer's own group size for this batch
+    return min(batch, group * round(batch * share / group)) if share > 0 else 0
 
 
 def _handle_non_finite(run_dir: Path, state: TrainingState, config: TrainConfig, context: DistributedContext) -> None:
@@ -300,7 +315,7 @@ def _sample_grid_inputs(config: TrainConfig, num_classes: int, instances: Instan
     rng = torch.Generator().manual_seed(config.seed + SAMPLE_SEED_OFFSET)
     z = torch.randn(config.samples_per_class * num_classes, config.z_dim, generator=rng)
     grid_labels = torch.arange(num_classes).repeat_interleave(config.samples_per_class)
-    instance = None if instances is None else draw_instance_features(
+    instance = None if instances is None or config.instance_dropout > 0 else draw_instance_features(
         instances.bank["bank.features"], instances.bank["bank.labels"], grid_labels, rng)
     return z, grid_labels, instance
 
