@@ -39,13 +39,15 @@ trained again, and a longer milestone continues from the last checkpoint.
 
 Prints a table; writes benchmarks/results/diversity.json (every scored milestone, merged across
 runs) and docs/images/diversity_recall.png (recall against steps), and a sample grid per run and
-milestone under the cache folder (docs/images/diversity_<run>.png for the last).
+milestone under the cache folder (docs/images/diversity_<run>.png for the last; diversity_<run>_k<K>_s<S>.png
+for other settings than k = 100, subset 0).
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import fcntl
 import json
 import sys
 import time
@@ -387,6 +389,18 @@ def write_results(results: dict) -> None:
         tmp.write_text(json.dumps(results, indent=2))
 
 
+def update_results(change) -> dict:
+    """Read the JSON, apply ``change(results)`` and write it back, under a lock: several processes (one per
+    configuration) write the one file, and a read-modify-write without the lock can drop another's entry."""
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    with open(RESULTS.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        results = load_results()
+        change(results)
+        write_results(results)
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configs", nargs="+", default=["mix:ganaug", "mix:cdcgan"])
@@ -415,11 +429,10 @@ def main() -> None:
     setting = f"k{args.k}_s{args.subset}"
     results = load_results()
     runs = results["runs"].setdefault(setting, {})
-    if "real_images" not in results.setdefault("ceiling", {}).get(setting, {}) or args.rescore:
-        results["ceiling"][setting] = {"real_images": {
-            **image_scores(data.images, data.labels, reference),
-            "note": "the training images themselves (copy ratio 0 by definition)"}}
-        write_results(results)
+    if "real_images" not in results.get("ceiling", {}).get(setting, {}) or args.rescore:
+        ceiling = {"real_images": {**image_scores(data.images, data.labels, reference),
+                                   "note": "the training images themselves (copy ratio 0 by definition)"}}
+        update_results(lambda results: results.setdefault("ceiling", {}).__setitem__(setting, ceiling))
 
     for config in configs:
         for milestone in sorted(args.steps):
@@ -433,14 +446,17 @@ def main() -> None:
             entry["milestones"][str(milestone)] = {**facts, **scores}
             (work / config["name"]).mkdir(parents=True, exist_ok=True)
             grid(images, data, reference["train_features"], evaluator, work / config["name"] / f"grid_{milestone}.png")
-            grid(images, data, reference["train_features"], evaluator, IMAGES / f"diversity_{config['name']}.png")
+            suffix = "" if setting == "k100_s0" else f"_{setting}"  # subset 0 at k = 100 keeps the docs' names
+            grid(images, data, reference["train_features"], evaluator,
+                 IMAGES / f"diversity_{config['name']}{suffix}.png")
             print(f"{config['name']} @ {milestone}: " + ", ".join(
                 f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in entry["milestones"][str(milestone)]
                 .items()), flush=True)
-            results = load_results()  # other processes may have written meanwhile
-            results["runs"].setdefault(setting, {})[config["name"]] = entry
-            results["evaluator"] = evaluator_info
-            write_results(results)
+            def record(results: dict, entry: dict = entry) -> None:  # other processes may have written meanwhile
+                results["runs"].setdefault(setting, {})[entry["config"]["name"]] = entry
+                results["evaluator"] = evaluator_info
+
+            update_results(record)
     print_table(load_results(), setting)
     plot(load_results(), setting)
 

@@ -162,6 +162,15 @@ def test_resume_a_run_that_predates_a_config_field(small_data, extractor_file, t
                            progress=False)
     assert resumed.info["step"] == 3
     assert json.loads((run / "config.json").read_text())["config"]["max_restores"] == 3  # completed on disk
+    # a field whose default changed the training takes the value the run had before it: the run trains on as it began
+    from ganaug.train.config import saved_config_for_resume
+
+    saved = tiny_config(steps=3).to_dict()
+    for name in ("instance_dropout", "class_grouped_batches", "feature_minibatch_std"):
+        saved.pop(name)
+    completed = saved_config_for_resume(saved, "old-run")
+    assert (completed["instance_dropout"], completed["class_grouped_batches"],
+            completed["feature_minibatch_std"]) == (0.0, False, False)
     _edit_saved_config(run, lambda config: config.update(from_the_future=1))
     with pytest.raises(ValueError, match=r"does not know \(\['from_the_future'\]\).*newer ganaug"):
         ganaug.train(small_data, tiny_config(steps=4, backbone_weights=weights), run, resume=True, progress=False)
@@ -433,11 +442,14 @@ def test_instance_dropout_trains_leading_groups_with_the_null_condition(small_da
         tiny_config(instance_dropout=1.0)
 
 
-def test_dropped_rows_come_in_whole_minibatch_std_groups():
-    from ganaug.train.loop import _dropped_rows
+def test_null_rows_come_in_whole_minibatch_std_groups():
+    from ganaug.train.loop import _null_rows
 
-    assert [_dropped_rows(64, share) for share in (0.0, 0.01, 0.25, 0.5, 0.99)] == [0, 0, 16, 32, 64]
-    assert _dropped_rows(6, 0.5) == 4 and _dropped_rows(2, 0.9) == 2
+    counts = [int(_null_rows(64, share).sum()) for share in (0.0, 0.01, 0.25, 0.5, 0.99)]
+    assert counts == [0, 0, 16, 32, 64] and _null_rows(64, 0.25)[:16].all()
+    assert int(_null_rows(6, 0.5).sum()) == 4 and int(_null_rows(2, 0.9).sum()) == 2
+    halves = _null_rows(16, 0.5, parts=2)  # mode seeking: both halves alike, so pairs keep sharing conditions
+    assert torch.equal(halves[:8], halves[8:]) and int(halves.sum()) == 8
 
 
 def test_class_groups_give_each_group_of_four_one_class():

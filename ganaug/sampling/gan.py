@@ -168,6 +168,10 @@ class GANAug:
                truncation: float = 1.0, batch_size: int = 256) -> torch.Tensor:
         """Class-conditional samples.
 
+        A model trained with ``instance_dropout`` makes them with the null instance condition; an
+        instance-conditional one trained without it draws an instance feature of the class from
+        its bank for each image (:attr:`class_samples_use_bank`).
+
         Args:
             num: how many images.
             labels: one class for all, one label per image, or None for classes in turn (0, 1, ...).
@@ -377,7 +381,9 @@ def _model_info_of_run(files: ModelFiles, checkpoint_info: dict[str, Any], bank_
         generator = GeneratorSpec(num_classes=len(run_info["classes"]), resolution=run_info["resolution"],
                                   channels=run_info["channels"], z_dim=config["z_dim"], embed_dim=config["embed_dim"],
                                   instance_dim=bank_dim, base_channels=config["g_channels"],
-                                  min_channels=config["g_min_channels"])
+                                  min_channels=config["g_min_channels"], norm=config.get("g_norm", "group"),
+                                  z_to_blocks=config.get("z_to_blocks", False),
+                                  instance_optional=bool(bank_dim) and config.get("instance_dropout", 0) > 0)
         backbone = BackboneSpec(name=config["backbone"], out_indices=config["backbone_out_indices"],
                                 input_size=config["backbone_input_size"], origin=run_info["backbone"]["origin"])
         return model_info(generator, backbone, run_info["classes"], checkpoint_info["step"], run_info["data"],

@@ -28,11 +28,13 @@ from ganaug.nets.layers import NORMS
 from ganaug.train.pretrain import OBJECTIVES
 from ganaug.train.steps import LOSSES
 
-__all__ = ["BACKBONE_INPUT_SIZES", "BACKBONE_WEIGHTS", "PRECISIONS", "TrainConfig", "default_backbone_input_size",
-           "saved_config_for_resume"]
+__all__ = ["BACKBONE_INPUT_SIZES", "BACKBONE_WEIGHTS", "BEFORE_THE_FIELD", "PRECISIONS", "TrainConfig",
+           "default_backbone_input_size", "saved_config_for_resume"]
 
 logger = logging.getLogger(__name__)
 
+# What a run started before a field existed had in effect, where that is not the field's default: its resume keeps it.
+BEFORE_THE_FIELD = {"feature_minibatch_std": False, "instance_dropout": 0.0, "class_grouped_batches": False}
 BACKBONE_WEIGHTS = ("auto", "hub", "pretrain", "random")  # or the path of a weights file
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 # The backbone's input side when none is set, by device type: on a CPU the side that won the
@@ -70,7 +72,7 @@ class TrainConfig:
     instance_neighbours: int = 8
     # share of each batch trained with no instance (the null condition; the real image any of the class), so that
     # one model gives class samples without instances (more varied) as well as instance variants and completion
-    instance_dropout: float = 0.0
+    instance_dropout: float = 0.5
     bank_per_class: int = 256  # instance features kept per class, for class-conditional sampling
 
     # timm model whose frozen features the discriminator looks through (tf_efficientnet_lite0/1/2: ImageNet
@@ -97,7 +99,7 @@ class TrainConfig:
     feature_minibatch_std: bool = True
     # each group of 4 rows that a minibatch-std layer compares holds one class, so that D sees the variety within a
     # class (where a collapsed generator is poor), not the difference between classes
-    class_grouped_batches: bool = False
+    class_grouped_batches: bool = True
 
     batch_size: int = 64  # global batch size; split across processes under torchrun
     lr_g: float = 2e-4  # Adam learning rate of the generator
@@ -218,12 +220,12 @@ class TrainConfig:
 
 
 def saved_config_for_resume(saved: dict[str, Any], run: str) -> dict[str, Any]:
-    """A run's saved config, completed with the defaults of fields added to TrainConfig since it started.
+    """A run's saved config, completed for the fields added to TrainConfig since it started.
 
-    A run started by an older ganaug resumes when the fields added since are left at their
-    defaults (a non-default value is a change, which the caller reports; a default that changes
-    the networks' shape is reported when the checkpoint is loaded). Fields this ganaug does not
-    know mean that a newer ganaug started the run.
+    An added field takes the value the run had in effect before the field existed
+    (:data:`BEFORE_THE_FIELD`: e.g. no instance dropout), or else its default; so a resumed run
+    trains on as it started. A config that asks for another value is a change, which the caller
+    reports. Fields this ganaug does not know mean that a newer ganaug started the run.
     """
     fields = [f.name for f in dataclasses.fields(TrainConfig)]
     unknown = sorted(set(saved) - set(fields))
@@ -232,6 +234,6 @@ def saved_config_for_resume(saved: dict[str, Any], run: str) -> dict[str, Any]:
                          "was started by a newer ganaug")
     added = [name for name in fields if name not in saved]
     if added:
-        logger.info("run %s predates config fields %s; they take their defaults", run, added)
-    defaults = TrainConfig(steps=1).to_dict()  # any budget: only the added fields' defaults are read
+        logger.info("run %s predates config fields %s; they take the values it trained with", run, added)
+    defaults = {**TrainConfig(steps=1).to_dict(), **BEFORE_THE_FIELD}  # any budget: only added fields are read
     return {name: saved.get(name, defaults[name]) for name in fields}

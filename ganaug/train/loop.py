@@ -237,10 +237,10 @@ def _train_step(index: torch.Tensor, images: torch.Tensor, labels: torch.Tensor,
         choice = torch.randint(0, instances.neighbours.shape[1], (len(index),))
         real_index = instances.neighbours[conditions, choice]
         instance = instances.features[conditions.to(instances.features.device)].to(device)
-        dropped = _dropped_rows(len(index), config.instance_dropout)
-        if dropped:  # the null condition: a zero feature row, with any real image of the class
-            instance[:dropped] = 0
-            real_index[:dropped] = conditions[:dropped]
+        # the null condition: a zero feature row, with any real image of the class (mode seeking: in both halves)
+        dropped = _null_rows(len(index), config.instance_dropout, 2 if config.mode_seeking > 0 else 1)
+        instance[dropped.to(instance.device)] = 0
+        real_index[dropped] = conditions[dropped]
     else:  # class-only: the real images are those of the conditions, so their labels are batch_labels
         real_index, instance = conditions, None
     real = images[real_index].to(device, non_blocking=True).float() / 127.5 - 1
@@ -260,11 +260,17 @@ def _train_step(index: torch.Tensor, images: torch.Tensor, labels: torch.Tensor,
     return {"loss_d": loss_d.item(), "loss_g": loss_g.item()}
 
 
-def _dropped_rows(batch: int, share: float) -> int:
-    """How many leading rows of a batch go without an instance: ``share`` of it, in whole groups of D's
-    minibatch-std layers, so that no group mixes the null condition with instances."""
-    group = math.gcd(MINIBATCH_STD_GROUP, batch)  # the layer's own group size for this batch
-    return min(batch, group * round(batch * share / group)) if share > 0 else 0
+def _null_rows(batch: int, share: float, parts: int = 1) -> torch.Tensor:
+    """Which rows of a batch go without an instance: bool (batch,), the leading ``share`` of each of ``parts`` equal
+    parts (mode seeking's two halves share their conditions), in whole groups of D's minibatch-std layers, so that
+    no group mixes the null condition with instances."""
+    size = batch // parts
+    group = math.gcd(MINIBATCH_STD_GROUP, size)  # the layer's own group size for this batch
+    count = min(size, group * round(size * share / group)) if share > 0 else 0
+    rows = torch.zeros(batch, dtype=torch.bool)
+    for part in range(parts):
+        rows[part * size:part * size + count] = True
+    return rows
 
 
 def _handle_non_finite(run_dir: Path, state: TrainingState, config: TrainConfig, context: DistributedContext) -> None:
