@@ -456,7 +456,7 @@ def test_class_groups_give_each_group_of_four_one_class():
     from ganaug.train.batches import ClassGroups
 
     labels = torch.arange(200) % 7
-    groups = ClassGroups(labels, 4)
+    groups = ClassGroups(labels)
     torch.manual_seed(0)
     index = torch.randperm(200)[:64]
     grouped = groups.group(index)

@@ -9,10 +9,15 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["MINIBATCH_STD_GROUP", "NORMS", "ConditionalBatchNorm", "ConditionalGroupNorm", "MinibatchStd",
-           "conditional_norm", "unit_rms", "upsample_nearest_2x"]
+           "conditional_norm", "minibatch_std_group", "unit_rms", "upsample_nearest_2x"]
 
 NORMS = ("group", "batch")  # the generator's normalization: per image (GroupNorm) or over the batch (BatchNorm)
 MINIBATCH_STD_GROUP = 4  # samples per group of the discriminator's minibatch-std layers (StyleGAN's)
+
+
+def minibatch_std_group(count: int, group_size: int = MINIBATCH_STD_GROUP) -> int:
+    """The group size a minibatch-std layer uses on ``count`` rows: the largest divisor of both."""
+    return math.gcd(group_size, count)
 
 
 def unit_rms(vectors: torch.Tensor) -> torch.Tensor:
@@ -34,7 +39,7 @@ class MinibatchStd(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         count, channels, height, width = x.shape
-        group = math.gcd(self.group_size, count)
+        group = minibatch_std_group(count, self.group_size)
         grouped = x.view(count // group, group, channels, height, width).float()  # contiguous groups
         spread = grouped.std(dim=1, unbiased=False).mean(dim=(1, 2, 3)).to(x.dtype)  # (count // group,)
         spread = spread.repeat_interleave(group).view(count, 1, 1, 1).expand(count, 1, height, width)

@@ -9,6 +9,7 @@ from torch.utils.data import DistributedSampler
 
 from ganaug.data.dataset import ImageDataset, convert_images
 from ganaug.nets.generator import SUPPORTED_RESOLUTIONS
+from ganaug.nets.layers import minibatch_std_group
 from ganaug.train.config import TrainConfig
 from ganaug.train.distributed import DistributedContext
 
@@ -66,11 +67,9 @@ class ClassGroups:
 
     Args:
         labels: int64 (N,) the training images' classes.
-        group_size: rows per group (the layer's).
     """
 
-    def __init__(self, labels: torch.Tensor, group_size: int):
-        self.group_size = group_size
+    def __init__(self, labels: torch.Tensor):
         self.by_class = torch.argsort(labels, stable=True)
         counts = torch.bincount(labels)
         self.counts, self.starts = counts, torch.cumsum(counts, 0) - counts
@@ -82,7 +81,7 @@ class ClassGroups:
         The first row of each group (a quarter of the batch for groups of 4) keeps the epoch's order;
         the others are drawn from torch's global RNG (saved with the checkpoint, so a resume repeats them).
         """
-        size = math.gcd(self.group_size, len(index))
+        size = minibatch_std_group(len(index))  # the layer's own group size for this batch
         anchors = index[::size].repeat_interleave(size)[:len(index)]
         classes = self.labels[anchors]
         picks = (torch.rand(len(index)) * self.counts[classes]).long().clamp_max_(self.counts[classes] - 1)

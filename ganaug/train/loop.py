@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 import os
 import time
 from contextlib import AbstractContextManager
@@ -25,7 +24,7 @@ from ganaug.data.dataset import ImageDataset
 from ganaug.nets.build import build_discriminator, build_generator
 from ganaug.nets.generator import to_uint8
 from ganaug.nets.instances import draw_instance_features
-from ganaug.nets.layers import MINIBATCH_STD_GROUP
+from ganaug.nets.layers import minibatch_std_group
 from ganaug.sampling.gan import GANAug, model_info
 from ganaug.train.backbone import backbone_extractor, choose_backbone
 from ganaug.train.batches import ClassGroups, EpochSampler, prepare_images
@@ -157,7 +156,7 @@ def train(dataset: ImageDataset, config: TrainConfig, run_dir: str | os.PathLike
 
         per_rank = config.batch_size // context.world_size
         sampler = EpochSampler(len(images), per_rank, context, config.seed)
-        groups = ClassGroups(labels, MINIBATCH_STD_GROUP) if config.class_grouped_batches else None
+        groups = ClassGroups(labels) if config.class_grouped_batches else None
         grid = _sample_grid_inputs(config, num_classes, instances)
         bar = tqdm(total=config.steps, initial=state.step, unit="step", desc="train",
                    disable=not (progress and context.is_main), dynamic_ncols=True)
@@ -265,7 +264,7 @@ def _null_rows(batch: int, share: float, parts: int = 1) -> torch.Tensor:
     parts (mode seeking's two halves share their conditions), in whole groups of D's minibatch-std layers, so that
     no group mixes the null condition with instances."""
     size = batch // parts
-    group = math.gcd(MINIBATCH_STD_GROUP, size)  # the layer's own group size for this batch
+    group = minibatch_std_group(size)  # the layer's own group size for this batch
     count = min(size, group * round(size * share / group)) if share > 0 else 0
     rows = torch.zeros(batch, dtype=torch.bool)
     for part in range(parts):
