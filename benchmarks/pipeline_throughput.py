@@ -22,10 +22,14 @@
    instead, in the main process. "replace" and "mix" take the chain's normalized batches as
    ``v2.MixUp`` does (``normalize=(MEAN, STD)``: the workers run the whole chain, and the bank,
    filled before the loader, is normalized once; one gather per batch, #28's goal >= 0.97).
+   "batch-replace@fixed" (or mix) does the same with a bank that is never refreshed
+   (``refresh_every=None``): what the refresh's generation, in the main process, costs.
    "variant" reads uint8 images: the workers run the chain without its normalization, and the
    main process makes one generator pass per batch, then normalizes; with it the chain alone is
    also measured with its normalization moved after the loader ("chain alone, normalized after
    the loader"), which is what it adds its step to.
+   "reference-mixup" runs torchvision's ``v2.MixUp`` on each normalized batch after the loader
+   instead: what a batch transform of torchvision's own costs there, for scale.
    "reference-gc-freeze" is the chain alone with ``gc.freeze()`` in every worker at start
    (after the dataset and the transforms are built): the tip of #19's notes, measured.
    Every pipeline is measured in turn with the others (interleaved).
@@ -249,10 +253,15 @@ def main() -> None:
     parser.add_argument("--refresh-every", type=int, default=None,
                         help="bank refresh period (default: the transform's)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--libraries", default="albumentations,torchvision", help="whose training loops to measure")
+    parser.add_argument("--main-threads", type=int, default=None,
+                        help="torch threads of the main process, where batch transforms run (default: torch's)")
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"JSON file to write (default: {RESULTS})")
     parser.add_argument("--skip-generation", action="store_true",
                         help="measure the pipelines only (no raw generation rate, no mode grid)")
     args = parser.parse_args()
+    if args.main_threads:
+        torch.set_num_threads(args.main_threads)
     torch.manual_seed(args.seed)
 
     train = ganaug.load_fashion_mnist("train")
@@ -281,7 +290,7 @@ def main() -> None:
         print(f"{pipeline:<15} {variant:<22} {result['images_per_s']:8.0f} img/s{shown}", flush=True)
 
     # 1. Pipelines: the chain alone and with GANAugment, measured in turn, --repeats times (medians).
-    for pipeline in ("albumentations", "torchvision"):
+    for pipeline in args.libraries.split(","):
         def make(extra: list, pipeline: str = pipeline, normalize: bool = True, first: tuple = ()) -> Dataset:
             if pipeline == "albumentations":
                 return AlbumentationsDataset(images_np, labels_np, albumentations_chain(extra, normalize, first))
@@ -303,12 +312,19 @@ def main() -> None:
                 afters[name] = lambda images, labels, a=batch_augment: normalized(a(images, labels)[0])
                 continue
             if mode.startswith("batch-"):  # after the loader, in this process, on the chain's normalized batches
-                batch_augment = gan_transforms.GANAugment(model, mode=mode.removeprefix("batch-"), p=args.p,
-                                                          device="cpu", seed=args.seed, normalize=(MEAN, STD), **bank)
+                kind, _, option = mode.removeprefix("batch-").partition("@")  # "@fixed": a bank never refreshed
+                batch_augment = gan_transforms.GANAugment(model, mode=kind, p=args.p, device="cpu", seed=args.seed,
+                                                          normalize=(MEAN, STD),
+                                                          **({"refresh_every": None} if option == "fixed" else bank))
                 batch_augment.bank.fill()  # before the loop, as docs/pipelines.md says
-                name = f"+ GANAugment {mode.removeprefix('batch-')}, batch mode after the loader"
+                name = f"+ GANAugment {kind}, batch mode after the loader" + (", bank not refreshed" if option else "")
                 datasets[name] = make([])
                 afters[name] = lambda images, labels, a=batch_augment: a(images, labels)[0]
+                continue
+            if mode == "reference-mixup":  # torchvision's own batch transform after the loader, for scale
+                mixup = v2.MixUp(alpha=1.0, num_classes=10)
+                datasets["reference: + v2.MixUp after the loader"] = make([])
+                afters["reference: + v2.MixUp after the loader"] = lambda images, labels, m=mixup: m(images, labels)[0]
                 continue
             if mode == "reference-gc-freeze":  # the chain alone; each worker freezes what it inherited
                 datasets["reference: chain alone, gc.freeze() in each worker"] = make([])
@@ -404,6 +420,7 @@ def write_results(args: argparse.Namespace, model: Path, train: ganaug.ImageData
         "model": str(model.relative_to(ROOT) if model.is_relative_to(ROOT) else model),
         "settings": {"epochs": args.epochs, "repeats": args.repeats, "variant_images": args.variant_images,
                      "workers": args.workers, "batch_size": args.batch_size, "p": args.p,
+                     "main_process_threads": torch.get_num_threads(),
                      "images": len(train), "bank": "filled in the main process before the workers start",
                      "bank_args": bank or "transform defaults",
                      "variants_made_in_advance": None if not variant_banks else {

@@ -189,6 +189,16 @@ def test_normalize_is_checked(tiny_run):
         transform(*_batch())  # uint8: not what a chain ending in Normalize gives
     with pytest.raises(ValueError, match="NaN or infinite"):
         transform(torch.full((4, 1, 28, 28), float("nan")), torch.arange(4))
+    one_bad = torch.zeros(4, 1, 28, 28)
+    one_bad[2, 0, 5, 7] = float("-inf")
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        transform(one_bad, torch.arange(4))
+    huge = torch.full((4, 1, 28, 28), 3e38)  # finite values whose sum overflows are not NaN: they pass the check
+    assert transform(huge, torch.arange(4))[0].shape == huge.shape
+    with pytest.raises(ValueError, match=r"label should lie in \[0, 10\)"):
+        transform(torch.zeros(4, 1, 28, 28), torch.tensor([0, 1, 10, 2]))
+    with pytest.raises(TypeError, match="integer class indices"):
+        transform(torch.zeros(4, 1, 28, 28), torch.zeros(4))
     with pytest.raises(ValueError, match="3 mean and std values; images have 1 channels"):
         GANAugment(tiny_run, p=1.0, seed=0, normalize=((0.5, 0.5, 0.5), (0.2, 0.2, 0.2)), **BANK)(
             torch.zeros(4, 1, 28, 28), torch.arange(4))
@@ -197,3 +207,17 @@ def test_normalize_is_checked(tiny_run):
 def test_without_normalize_a_normalized_batch_is_refused_with_the_way_out(tiny_run):
     with pytest.raises(ValueError, match=r"normalize=\(mean, std\)"):
         GANAugment(tiny_run, p=1.0, seed=0, **BANK)(_normalized(_batch()[0]), torch.arange(64) % 10)
+
+
+@pytest.mark.parametrize("labels", [torch.tensor([3, 0, 9]), torch.tensor([3, 0, 9], dtype=torch.int32),
+                                    torch.tensor([3, 0, 9], dtype=torch.uint8), [3, 0, 9], np.array([3, 0, 9]),
+                                    torch.tensor([[3], [0], [9]])])
+def test_label_tensor_takes_what_as_labels_takes(labels):
+    from ganaug._util.validate import as_labels, label_tensor
+
+    found = label_tensor(labels, 10, 3)
+    assert found.dtype == torch.int64 and found.tolist() == as_labels(labels, 10, 3) == [3, 0, 9]
+    with pytest.raises(ValueError, match=r"lie in \[0, 5\) for this model, got values in \[0, 9\]"):
+        label_tensor(labels, 5, 3)
+    with pytest.raises(ValueError, match="one label per item"):
+        label_tensor(labels, 10, 4)

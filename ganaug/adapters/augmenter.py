@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ganaug._util.images import check_float_values, check_normalization
-from ganaug._util.validate import as_labels
+from ganaug._util.validate import as_labels, label_tensor
 from ganaug.adapters.functional import (
     AugmentParams,
     check_mix_ratio,
@@ -72,15 +72,19 @@ class Augmenter:
         self.variants = VariantBank(self.bank.model, per_image=variants_per_image, seed=bank_seed)
         self._bank_shapes: tuple[dict[str, tuple[tuple[int, ...], ...]], int] | None = None  # see apply_one
 
-    def labels(self, value: Any, num: int, name: str, how: str) -> list[int] | None:
+    def labels(self, value: Any, num: int, name: str, how: str, tensor: bool = False,
+               ) -> list[int] | torch.Tensor | None:
         """The class labels of ``num`` images: required by "replace" and "mix", optional for "variant".
 
-        ``how`` tells the user how to pass them, in the error for a missing label.
+        ``how`` tells the user how to pass them, in the error for a missing label. ``tensor``: as an
+        int64 tensor (the batch path) instead of a list.
         """
         if value is None:
             if self.mode == "variant":
                 return None
             raise ValueError(f"{name} is required with mode={self.mode!r}: {how}")
+        if tensor:
+            return label_tensor(value, self.bank.num_classes, num, name)
         return as_labels(value, self.bank.num_classes, num, name)
 
     def make_params(self, num: int, rng: random.Random | np.random.Generator | torch.Generator | None,
@@ -105,13 +109,15 @@ class Augmenter:
             self.bank.fill()
         return params_from_uniforms(((pick, weight),), self.mode, self.bank.size_per_class, self.mix_ratio)
 
-    def apply(self, images: torch.Tensor, labels: list[int] | None, params: AugmentParams) -> torch.Tensor:
+    def apply(self, images: torch.Tensor, labels: list[int] | torch.Tensor | None, params: AugmentParams,
+              ) -> torch.Tensor:
         """Augment a batch.
 
         Args:
             images: uint8 or float (N, C, H, W), C in {1, 3}, on any device; float normalized by
                 :attr:`normalize` when it is set.
-            labels: N class labels, or None ("variant": inferred from the images).
+            labels: N class labels (a list, or an int64 tensor from the batch path), or None
+                ("variant": inferred from the images).
             params: from :meth:`make_params`, or :meth:`batch_params` (tensors of positions and
                 weights: the bank is indexed once, on the images' device).
 
@@ -119,11 +125,13 @@ class Augmenter:
             The input's dtype, shape and device.
         """
         channels, height, width = images.shape[1:]
+        if isinstance(labels, torch.Tensor) and not isinstance(params.positions, torch.Tensor):
+            labels = labels.tolist()
         if self.mode == "variant":
             return replace(images, self._variants(images, labels, params).to(images.device))
         if isinstance(params.positions, torch.Tensor):  # the batch path: a fitted (normalized) copy of the bank
-            synthetic = self.bank.draw_batch(torch.tensor(labels, dtype=torch.int64), params.positions, images.device,
-                                             (channels, height, width), self.normalize)
+            synthetic = self.bank.draw_batch(torch.as_tensor(labels, dtype=torch.int64), params.positions,
+                                             images.device, (channels, height, width), self.normalize)
         else:
             synthetic = fit_images(self.bank.draw(labels, positions=params.positions).to(images.device), channels,
                                    (height, width))

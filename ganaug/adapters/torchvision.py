@@ -271,14 +271,14 @@ class GANAugment(_SampleTransform):
         return None if fast is None else torch.from_numpy(fast)
 
     def _transform_batch(self, images: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
-        labels = self.core.labels(params["label"], params["batch_size"], "label", LABEL_HOW)
+        labels = self.core.labels(params["label"], params["batch_size"], "label", LABEL_HOW, tensor=True)
         chosen = params["chosen"]
         if len(chosen) == 0:
             return images
-        part = None if labels is None else [labels[i] for i in chosen.tolist()]
+        part = None if labels is None else labels[chosen]
         out = torch.Tensor.clone(images.as_subclass(torch.Tensor))
         chosen = chosen.to(images.device)
-        out[chosen] = self.core.apply(out[chosen], part, params["drawn"])
+        out[chosen] = self.core.apply(out.index_select(0, chosen), part, params["drawn"])
         return tv_tensors.wrap(out, like=images) if isinstance(images, tv_tensors.TVTensor) else out
 
     def extra_repr(self) -> str:
