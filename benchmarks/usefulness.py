@@ -1,11 +1,15 @@
 """Usefulness benchmark: does ganaug raise a classifier's test accuracy when labelled data is scarce?
 
-Protocol (issue #17):
+Protocol (issue #17, with issue #29's additions):
 
 - Data: for each k in --ks, k labelled Fashion-MNIST training images per class, from --subsets
   seeded subsets (subset s: the first k of each class in a shuffle seeded s). The GAN, its
   in-domain feature network and the classifier see only those images (plus ImageNet weights
-  where --backbone-weights says so; the table names the backbone).
+  where the GAN's backbone takes them; the table names the GAN).
+- GAN: the library's defaults (``ganaug.TrainConfig``, the generator issue #27 chose) for
+  --gan-steps steps (800), one per k and subset, cached under --cache so that a rerun only trains
+  classifiers. The k = 100 runs of benchmarks/diversity.py (its ``train:mbstd_drop50_groups``
+  setting) are that same GAN, on the same subsets.
 - Classifier: timm ``resnet10t`` from scratch (1 channel, 28 px), AdamW lr 2e-3, weight decay
   5e-4, one-cycle schedule, batch 64, the same number of optimizer steps in every arm of a k
   (--steps, per k), tested on all 10k test images. ``--classifier lite0`` fine-tunes
@@ -14,24 +18,38 @@ Protocol (issue #17):
   - ``none``: real images, no augmentation;
   - ``standard``: HorizontalFlip + Affine (shift 10%, scale 0.9-1.1, rotate 10 degrees);
   - ``strong``: horizontal flip + torchvision ``v2.TrivialAugmentWide``;
-  - ``gan [mode=replace] [p=0.5] [end_real=0] [bank=128] [refresh=4096] [chain=standard]``:
-    ``GANAugment`` (defaults unless given; the bank's, 128 images per class refreshed every 4096
-    draws, are those of the recorded runs: the library's are 256 and 16384 since 2026-12-04)
-    before the standard chain (``chain=strong``: the strong one);
+  - ``gan [mode=replace] [p=0.5] [end_real=0] [bank=N] [refresh=N|none] [chain=standard] [source=gan]``:
+    ``GANAugment`` before the standard chain (``chain=strong``: before the strong one), with the
+    library's defaults unless given (the drop-in: ``gan``);
     ``interp=1``: each bank sample's instance condition is a random blend of two same-class
-    real images' features (a lever under test, patched in here, not a library option);
+    real images' features (a lever patched in here, not a library option);
     ``end_real=f``: the last fraction f of the steps on the standard arm's data;
-  - ``expand [ratio=0.5] [end_real=0] [weight=1]``: ``ExpandedDataset`` with the standard chain;
+  - ``source=copy`` / ``source=perfect`` (gan and expand arms): the bracketing generators. The same
+    transform, bank, mode and p, but the bank draws real images instead of generating: the k
+    training images of the class (a copying generator), or unseen training images of the class
+    (a perfect generator; the shuffle's images after the first 2k of the class, so none of the
+    subset's nor the oracle's). What any generator can add through that way of use lies between.
+  - ``filter=q`` (gan and expand arms): each generated image is the best of round(1/q) candidates by
+    the confidence of a teacher trained as the standard arm is (about the top q of each class);
+  - ``expand [ratio=0.5] [end_real=0] [weight=1] [share=s]``: ``ExpandedDataset`` with the standard chain, its
+    synthetic items (``ratio`` x the real count) generated once and cached; ``share=s``: a weighted
+    sampler draws synthetic items with total probability s (e.g. ``ratio=10 share=0.5``: a fixed
+    set of 10x the real images, half of each batch);
     ``weight=w``: synthetic items' loss weighted w (``return_is_synthetic=True``); ``soft=1``: their
-    target is the softmax of a teacher trained as the standard arm is (same steps and seed);
+    target is the softmax of a teacher trained as the standard arm is (same steps and seed), ``soft=hard``
+    its argmax (pseudo-labels); ``synthetic_chain=flip|none``: a weaker chain on the synthetic items
+    (a flip, or nothing) than on the real ones (AdaInf);
   - ``cas``: synthetic images only (as many as the real ones), standard chain, tested on real;
   - ``oracle``: standard augmentation on twice as many real images (the first 2k of the same
     shuffle), so a gain can be read as equivalent real images.
-- Statistics: each arm's gain over ``standard`` as the mean paired difference (same subset, same
-  classifier seed) with a 95% t interval over the pairs.
+- Statistics: each arm's gain over ``standard`` (and over ``strong``) as the mean paired difference
+  (same subset, same classifier seed) with a 95% t interval over the pairs.
 - Diversity: each GAN's FD, precision/recall/density/coverage and label accuracy in an
   independent CNN's feature space (benchmarks/eval_classifier.py, trained on all 60k, used only
-  to score), and the same for the real k images (the ceiling).
+  to score), and the same for the real k images (the copying generator) and for 5,000 of the
+  unseen ones (the perfect generator).
+- Several processes can fill one table (--subset-list, different --ks): the JSON is updated under
+  a lock, keyed by k, subset and arm.
 - ``--tune``: knobs are chosen on a validation split drawn from the k images, never on the test
   set: subset 0 of each k is split 80/20 per class, the GAN and the classifiers train on the 80%
   and the arms are scored on the 20% (results/usefulness_tuning.json).
@@ -41,6 +59,7 @@ Protocol (issue #17):
 
     python benchmarks/usefulness.py --tune --ks 100                 # choose knobs on validation
     python benchmarks/usefulness.py --ks 50 100 500                 # the table (CPU hours)
+    python benchmarks/usefulness.py --ks 100 --subset-list 1 --threads 1   # one share of it
     python benchmarks/usefulness.py --long-tail
 
 Trained GANs are cached under --cache (delete to retrain). Prints a table, writes --out and
@@ -51,6 +70,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import json
 import math
 import sys
@@ -77,13 +97,19 @@ from ganaug._util.files import atomic_path, save_image_grid  # noqa: E402
 from ganaug.albumentations import GANAugment  # noqa: E402
 from ganaug.eval.metrics import frechet_distance, precision_recall_density_coverage  # noqa: E402
 from ganaug.nets.weights import resolve_weights  # noqa: E402
+from ganaug.sampling.lazy import LazyGAN  # noqa: E402
+from ganaug.train.checkpoint import read_training_checkpoint  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 IMAGES = ROOT / "docs" / "images"
 CACHE = ROOT / "benchmarks" / "cache" / "usefulness"
-DEFAULT_ARMS = ("none", "standard", "strong", "gan", "expand", "oracle")
+DEFAULT_ARMS = ("none", "standard", "strong", "gan", "gan source=copy", "gan source=perfect", "gan chain=strong",
+                "expand", "oracle")
+SOURCES = ("gan", "copy", "perfect")  # where a gan/expand arm's images come from
 STEPS = {50: 500, 100: 600, 500: 1500}  # per k, the same in every arm
 BATCH = 64
+DEFAULT_CONFIG = ganaug.TrainConfig(steps=1).to_dict()
+CADENCE = ("steps", "checkpoint_every", "sample_every", "log_every")  # no effect on the weights
 
 
 # --- data ---------------------------------------------------------------------------------------
@@ -143,8 +169,11 @@ class RealImages(Dataset):
 class Augmented(Dataset):
     """(uint8 tensor CHW, label) items: an albumentations Compose (with class_label) or a v2 transform applied."""
 
-    def __init__(self, base: Dataset, transform: A.Compose | None = None, tensor_transform=None):
+    def __init__(self, base: Dataset, transform: A.Compose | None = None, tensor_transform=None,
+                 synthetic_transform: A.Compose | None = None):
+        """``synthetic_transform``: applied instead of ``transform`` to items flagged synthetic."""
         self.base, self.transform, self.tensor_transform = base, transform, tensor_transform
+        self.synthetic_transform = synthetic_transform
 
     def __len__(self) -> int:
         return len(self.base)
@@ -154,8 +183,9 @@ class Augmented(Dataset):
         image = np.asarray(image)
         if image.ndim == 2:
             image = image[..., None]
-        if self.transform is not None:
-            image = self.transform(image=image, class_label=label)["image"]
+        transform = self.synthetic_transform if flag and flag[0] and self.synthetic_transform else self.transform
+        if transform is not None:
+            image = transform(image=image, class_label=label)["image"]
         tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
         if self.tensor_transform is not None:
             tensor = self.tensor_transform(tensor)
@@ -194,19 +224,86 @@ class Arm:
             key, _, value = pair.partition("=")
             settings[key] = value
         known = {"none": set(), "standard": set(), "strong": set(), "oracle": set(), "cas": set(),
-                 "gan": {"mode", "p", "end_real", "bank", "refresh", "chain", "interp"},
-                 "expand": {"ratio", "end_real", "weight", "soft"}}
+                 "gan": {"mode", "p", "end_real", "bank", "refresh", "chain", "interp", "source", "filter"},
+                 "expand": {"ratio", "end_real", "weight", "soft", "source", "share", "filter", "synthetic_chain"}}
         if kind not in known or not set(settings) <= known[kind]:
             raise SystemExit(f"arm {spec!r}: kinds and settings are {known}")
+        if settings.get("source", "gan") not in SOURCES:
+            raise SystemExit(f"arm {spec!r}: source should be one of {SOURCES}, got {settings['source']!r}")
         return cls(spec, kind, settings)
+
+    @property
+    def source(self) -> str:
+        return self.settings.get("source", "gan")
 
     @property
     def end_real(self) -> float:
         return float(self.settings.get("end_real", 0))
 
 
-def arm_dataset(arm: Arm, data: ganaug.ImageDataset, oracle: ganaug.ImageDataset | None, run: Path | None,
+class ImagePool(ganaug.GANAug):
+    """A stand-in generator for the bracketing arms: its "samples" are real images of the class.
+
+    It has no networks; it answers what the drop-in's machinery asks of a generator (``num_classes``,
+    ``classes``, ``device``, ``sample_seeded``), so ``GANAugment``'s bank and ``ExpandedDataset`` draw
+    from it exactly as they draw from a GAN: the same bank, refresh, positions, p and labels.
+    ``copy``: the k training images of the class; ``perfect``: unseen real images of the class.
+    """
+
+    def __init__(self, data: ganaug.ImageDataset):  # no super().__init__: there is no generator to hold
+        self.device = torch.device("cpu")
+        self.info = {"classes": list(data.classes)}
+        self._by_class = [data.images[data.labels == c] for c in range(data.num_classes)]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self._by_class)
+
+    def sample_seeded(self, labels, seeds, truncation: float = 1.0) -> torch.Tensor:
+        picks = []
+        for label, seed in zip(torch.as_tensor(labels).tolist(), torch.as_tensor(seeds).tolist(), strict=True):
+            pool = self._by_class[label]
+            picks.append(pool[torch.randint(len(pool), (1,), generator=torch.Generator().manual_seed(seed))[0]])
+        return torch.stack(picks)
+
+
+class ConfidentGAN(ganaug.GANAug):
+    """A GAN whose every sample is the one of ``round(1 / keep)`` candidates that a teacher (a classifier
+    trained on the real images) gives the highest probability of the asked class: about the top ``keep``
+    share of the generator's images of each class by the teacher's confidence (the published filter keeps
+    the top 20%). Same seed, same image."""
+
+    def __init__(self, gan: ganaug.GANAug, teacher: torch.nn.Module, classifier: Classifier, keep: float):
+        self.device, self.info = torch.device("cpu"), gan.info
+        self._gan, self._teacher, self._classifier = gan, teacher.eval(), classifier
+        self._tries = max(1, round(1 / keep))
+
+    @property
+    def num_classes(self) -> int:
+        return self._gan.num_classes
+
+    @torch.no_grad()
+    def sample_seeded(self, labels, seeds, truncation: float = 1.0) -> torch.Tensor:
+        labels, seeds = torch.as_tensor(labels).flatten(), torch.as_tensor(seeds, dtype=torch.int64).flatten()
+        tries = self._tries
+        candidate_seeds = (seeds[:, None] * tries + torch.arange(tries)) % 2**31
+        images = self._gan.sample_seeded(labels.repeat_interleave(tries), candidate_seeds.flatten(), truncation)
+        probabilities = self._teacher(self._classifier.inputs(images)).softmax(dim=1)
+        confidence = probabilities[torch.arange(len(images)), labels.repeat_interleave(tries)].view(-1, tries)
+        return images.view(len(labels), tries, *images.shape[1:])[torch.arange(len(labels)), confidence.argmax(1)]
+
+
+def unseen_per_class(dataset: ganaug.ImageDataset, k: int, seed: int) -> ganaug.ImageDataset:
+    """The perfect generator's pool: every image of the shuffle seeded ``seed`` after the first 2k of its class,
+    so it shares no image with subset(k) nor with the oracle's subset(2k)."""
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))
+    return dataset.subset(torch.cat([order[dataset.labels[order] == c][2 * k:] for c in range(dataset.num_classes)]))
+
+
+def arm_dataset(arm: Arm, data: ganaug.ImageDataset, oracle: ganaug.ImageDataset | None, sources: dict,
                 seed: int) -> Dataset:
+    """``sources``: the image source of each ``source=`` name (a run folder or a GANAug for "gan", an ImagePool
+    otherwise), and "run": the run folder the transforms are built on."""
     real = RealImages(data)
     standard = A.Compose(standard_augmentation(), seed=seed)
     if arm.kind == "none":
@@ -219,21 +316,27 @@ def arm_dataset(arm: Arm, data: ganaug.ImageDataset, oracle: ganaug.ImageDataset
         return Augmented(RealImages(oracle), standard)
     if arm.kind == "gan":
         s = arm.settings
-        refresh = s.get("refresh", "4096")
-        gan_augment = GANAugment(run, mode=s.get("mode", "replace"), p=float(s.get("p", 0.5)), device="cpu",
-                                 bank_seed=seed, bank_size=int(s.get("bank", 128)),
-                                 refresh_every=None if refresh == "none" else int(refresh))
+        bank = {"bank_size": int(s["bank"])} if "bank" in s else {}  # else the library's defaults
+        if "refresh" in s:
+            bank["refresh_every"] = None if s["refresh"] == "none" else int(s["refresh"])
+        gan_augment = GANAugment(sources["run"], mode=s.get("mode", "replace"), p=float(s.get("p", 0.5)),
+                                 device="cpu", bank_seed=seed, **bank)
+        if sources[arm.source] != sources["run"]:  # the same transform and bank, drawing from another source
+            gan_augment.bank.model = LazyGAN(sources[arm.source], "cpu")
         if s.get("chain") == "strong":
             return Augmented(real, A.Compose([gan_augment], seed=seed), tensor_transform=strong_augmentation())
         return Augmented(real, A.Compose([gan_augment, *standard_augmentation()], seed=seed))
     if arm.kind == "expand":
-        flagged = "weight" in arm.settings or "soft" in arm.settings
-        expanded = ganaug.ExpandedDataset(real, run, synthetic_ratio=float(arm.settings.get("ratio", 0.5)), seed=seed,
-                                          device="cpu", return_is_synthetic=flagged)
-        return Augmented(expanded, standard)
+        flagged = any(name in arm.settings for name in ("weight", "soft", "synthetic_chain"))
+        source = sources[arm.source]
+        expanded = ganaug.ExpandedDataset(real, source, synthetic_ratio=float(arm.settings.get("ratio", 0.5)),
+                                          seed=seed, device="cpu", return_is_synthetic=flagged)
+        expanded.synthetic.materialize()  # generated once, in batches, and cached
+        weaker = {"flip": A.Compose([A.HorizontalFlip(p=0.5)], seed=seed), "none": None}
+        return Augmented(expanded, standard, synthetic_transform=weaker.get(arm.settings.get("synthetic_chain")))
     if arm.kind == "cas":
         counts = torch.bincount(real.targets, minlength=10).tolist()
-        synthetic = ganaug.SyntheticDataset(run, class_counts=counts, seed=seed, device="cpu")
+        synthetic = ganaug.SyntheticDataset(sources["gan"], class_counts=counts, seed=seed, device="cpu")
         return Augmented(_NumpyItems(synthetic), standard)
     raise AssertionError(arm)
 
@@ -267,11 +370,13 @@ class Classifier:
 
 def train_classifier(classifier: Classifier, dataset: Dataset, steps: int, seed: int, late: Dataset | None = None,
                      late_from: int | None = None, class_weights: torch.Tensor | None = None, sampler_weights=None,
-                     synthetic_weight: float = 1.0, teacher: torch.nn.Module | None = None) -> torch.nn.Module:
+                     synthetic_weight: float = 1.0, teacher: torch.nn.Module | None = None,
+                     hard_teacher: bool = False) -> torch.nn.Module:
     """``steps`` AdamW steps on ``dataset`` (from step ``late_from`` on ``late``), one-cycle schedule.
 
     Items ``(image, label, is_synthetic)`` weight the synthetic ones' loss by ``synthetic_weight``;
-    with a ``teacher``, the synthetic ones' target is the teacher's softmax instead of their label.
+    with a ``teacher``, the synthetic ones' target is the teacher's softmax (``hard_teacher``: its argmax) instead of
+    their label.
     """
     torch.manual_seed(seed)
     model = classifier.make()
@@ -295,6 +400,8 @@ def train_classifier(classifier: Classifier, dataset: Dataset, steps: int, seed:
             if flag and teacher is not None:
                 with torch.no_grad():
                     soft = teacher(x).softmax(dim=1)
+                    if hard_teacher:  # the teacher's class as a one-hot target
+                        soft = F.one_hot(soft.argmax(dim=1), soft.shape[1]).float()
                 soft_losses = -(soft * logits.log_softmax(dim=1)).sum(dim=1)
                 losses = torch.where(flag[0], soft_losses, losses)
             if flag:
@@ -348,40 +455,59 @@ def blended_instances(enabled: bool):
         gan_module.draw_instance_features = original
 
 
-def run_arm(arm: Arm, classifier: Classifier, data, oracle, run, steps: int, seed: int, test) -> float:
+def run_arm(arm: Arm, classifier: Classifier, data, oracle, sources: dict, steps: int, seed: int, test) -> float:
     with blended_instances(arm.settings.get("interp") == "1"):
-        return _run_arm(arm, classifier, data, oracle, run, steps, seed, test)
+        return _run_arm(arm, classifier, data, oracle, sources, steps, seed, test)
 
 
-def _run_arm(arm: Arm, classifier: Classifier, data, oracle, run, steps: int, seed: int, test) -> float:
-    dataset = arm_dataset(arm, data, oracle, run, seed)
+def _run_arm(arm: Arm, classifier: Classifier, data, oracle, sources: dict, steps: int, seed: int, test) -> float:
+    teacher = None
+    if "soft" in arm.settings or "filter" in arm.settings:  # a teacher trained as the standard arm is
+        teacher = train_classifier(classifier, arm_dataset(Arm.parse("standard"), data, oracle, sources, seed), steps,
+                                   seed)
+    if "filter" in arm.settings:  # the arm's generator keeps the best of round(1 / filter) candidates per image
+        model = ganaug.GANAug.from_pretrained(sources["gan"], device="cpu")
+        sources = {**sources, "gan": ConfidentGAN(model, teacher, classifier, float(arm.settings["filter"]))}
+    dataset = arm_dataset(arm, data, oracle, sources, seed)
     late = None
     if arm.end_real:
-        late = arm_dataset(Arm.parse("standard"), data, oracle, run, seed)
-    teacher = None
-    if arm.settings.get("soft") == "1":  # a teacher trained like the standard arm labels the synthetic items
-        teacher = train_classifier(classifier, arm_dataset(Arm.parse("standard"), data, oracle, run, seed), steps, seed)
+        late = arm_dataset(Arm.parse("standard"), data, oracle, sources, seed)
+    if arm.settings.get("soft") not in ("1", "hard"):
+        teacher = None  # it only labels where soft= asks
+    sampler_weights = None
+    if "share" in arm.settings:  # the synthetic items' share of the draws, whatever their number
+        share, num_real = float(arm.settings["share"]), dataset.base.num_real
+        num_synthetic = len(dataset) - num_real
+        sampler_weights = torch.cat([torch.full((num_real,), (1 - share) / num_real),
+                                     torch.full((num_synthetic,), share / num_synthetic)])
     model = train_classifier(classifier, dataset, steps, seed, late, round(steps * (1 - arm.end_real)),
-                             synthetic_weight=float(arm.settings.get("weight", 1.0)), teacher=teacher)
+                             synthetic_weight=float(arm.settings.get("weight", 1.0)), teacher=teacher,
+                             sampler_weights=sampler_weights, hard_teacher=arm.settings.get("soft") == "hard")
     return float((predictions(classifier, model, test) == test.labels).float().mean())
 
 
 # --- GANs and their quality ---------------------------------------------------------------------
 
 def train_gan(data: ganaug.ImageDataset, run: Path, args: argparse.Namespace) -> dict:
-    if not (run / "checkpoint.safetensors").is_file():
-        epochs = max(1, math.ceil(30_000 / len(data)))  # the feature network sees about 30k images, whatever k
-        config = ganaug.TrainConfig(steps=args.gan_steps, backbone=args.backbone,
-                                    backbone_weights=args.backbone_weights, backbone_input_size=args.input_size,
-                                    pretrain_epochs=epochs, pretrain_minutes=10.0, seed=0, checkpoint_every=250,
-                                    sample_every=10**9,
-                                    log_every=50)
+    """The library's default GAN (the one issue #27 chose) for ``args.gan_steps`` steps, unless cached in ``run``.
+
+    Only ``--backbone``, ``--backbone-weights`` and ``--input-size`` change it, where given.
+    """
+    checkpoint = run / "checkpoint.safetensors"
+    step = read_training_checkpoint(checkpoint)[1]["step"] if checkpoint.is_file() else 0
+    if step < args.gan_steps:  # none yet, or a run stopped part way: it resumes from its last checkpoint
+        given = {"backbone": args.backbone, "backbone_weights": args.backbone_weights,
+                 "backbone_input_size": args.input_size}
+        config = ganaug.TrainConfig(steps=args.gan_steps, seed=0, checkpoint_every=250, sample_every=10**9,
+                                    log_every=50, **{name: value for name, value in given.items() if value is not None})
         start = time.monotonic()
-        ganaug.train(data, config, run, progress=False)
+        ganaug.train(data, config, run, resume=step > 0, progress=False)
         print(f"{run.name}: GAN trained in {time.monotonic() - start:.0f} s", flush=True)
     info = json.loads((run / "config.json").read_text())
     return {"run": str(run.relative_to(ROOT)) if run.is_relative_to(ROOT) else str(run),
-            "backbone": info.get("backbone"), "steps": info["config"]["steps"]}
+            "backbone": info.get("backbone"), "steps": info["config"]["steps"],
+            "changed_from_defaults": {name: value for name, value in info["config"].items()
+                                      if name not in CADENCE and value != DEFAULT_CONFIG.get(name)}}
 
 
 def image_quality(images: torch.Tensor, labels: torch.Tensor, evaluator, test_features: torch.Tensor) -> dict:
@@ -405,15 +531,25 @@ def paired_gain(values: list[float], base: list[float]) -> dict:
 
 
 def summarize(arms: dict) -> None:
+    """Means, and gains paired by subset over the subsets each pair of arms shares (several processes may fill
+    different subsets of one table)."""
     base, strong = arms.get("standard"), arms.get("strong")
     for values in arms.values():
+        by_subset = values.get("by_subset")
+        if by_subset is not None:
+            values["accuracies"] = [by_subset[s] for s in sorted(by_subset, key=int)]
         acc = np.array(values["accuracies"])
         values["mean"] = float(acc.mean())
         values["std"] = float(acc.std(ddof=1)) if len(acc) > 1 else 0.0
-        if base is not None:
-            values["gain_vs_standard"] = paired_gain(values["accuracies"], base["accuracies"])
-        if strong is not None:  # the bar a drop-in must also clear
-            values["gain_vs_strong"] = paired_gain(values["accuracies"], strong["accuracies"])
+        for name, other in (("gain_vs_standard", base), ("gain_vs_strong", strong)):  # strong: the bar a drop-in
+            if other is None:                                                        # must also clear
+                continue
+            if by_subset is None:
+                values[name] = paired_gain(values["accuracies"], other["accuracies"])
+                continue
+            shared = sorted(set(by_subset) & set(other["by_subset"]), key=int)
+            values[name] = paired_gain([by_subset[s] for s in shared], [other["by_subset"][s] for s in shared]) \
+                if shared else None
 
 
 def gain_text(gain: dict | None) -> str:
@@ -430,38 +566,80 @@ def write(results: dict, path: Path) -> None:
         temporary.write_text(json.dumps(results, indent=2))
 
 
+def update_results(path: Path, header: dict, change) -> dict:
+    """Read the table's JSON, apply ``change(results)``, summarize and write it back, under a lock: processes that
+    run different ks or subsets (``--subset-list``) fill one table. A file of another protocol or classifier is
+    started afresh (the old one stays in git's history)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        results = json.loads(path.read_text()) if path.is_file() else {}
+        if any(results.get(key) != value for key, value in header.items() if key != "commands"):
+            results = {}
+        commands = results.get("commands", [])
+        results.update(header, commands=commands + [c for c in header["commands"] if c not in commands])
+        results.setdefault("settings", {})
+        change(results)
+        for setting in results["settings"].values():
+            summarize(setting["arms"])
+        write(results, path)
+    return results
+
+
 # --- the three studies --------------------------------------------------------------------------
 
 def main_table(args, train, test, evaluator, test_features, classifier: Classifier) -> dict:
     arms = [Arm.parse(spec) for spec in args.arms]
-    results = {"command": " ".join(sys.argv), "classifier": classifier.name, "batch_size": BATCH,
-               "gan_backbone": f"{args.backbone} ({args.backbone_weights})", "gan_steps": args.gan_steps,
-               "subsets": args.subsets, "settings": {}}
+    header = {"protocol": "issue #29", "classifier": classifier.name, "batch_size": BATCH,
+              "gan": f"ganaug.TrainConfig defaults, {args.gan_steps} steps"
+                     + "".join(f", {name} {getattr(args, name)}" for name in ("backbone", "backbone_weights",
+                                                                              "input_size") if getattr(args, name)),
+              "commands": [" ".join(sys.argv)]}
+    results = {}
     for k in args.ks:
         steps = args.steps or STEPS[k]
-        setting = {"steps": steps, "gans": [], "real_images": [], "arms": {a.spec: {"accuracies": []} for a in arms}}
-        results["settings"][str(k)] = setting
-        for s in range(args.subsets):
+
+        def setting_of(results: dict, k=k, steps=steps) -> dict:
+            setting = results["settings"].setdefault(str(k), {"steps": steps, "gans": {}, "real_images": {},
+                                                              "unseen_images": {}, "arms": {}})
+            if setting["steps"] != steps:
+                raise SystemExit(f"k={k}: the table holds {setting['steps']} classifier steps, this run {steps}")
+            return setting
+
+        for s in args.subset_list:
             data, oracle = subset_per_class(train, k, s), subset_per_class(train, 2 * k, s)
-            run = None
-            if any(a.kind in ("gan", "expand", "cas") for a in arms):
-                run = args.cache / f"k{k}_s{s}"
+            unseen = unseen_per_class(train, k, s)
+            sources = {"copy": ImagePool(data), "perfect": ImagePool(unseen)}
+            facts = {"real_images": image_quality(data.images, data.labels, evaluator, test_features)}
+            picks = torch.randperm(len(unseen), generator=torch.Generator().manual_seed(s))[:5000]
+            facts["unseen_images"] = image_quality(unseen.images[picks], unseen.labels[picks], evaluator,
+                                                   test_features)
+            if any(a.kind in ("gan", "expand", "cas") for a in arms):  # GANAugment is built on a run, whatever
+                run = sources["gan"] = sources["run"] = args.cache / f"k{k}_s{s}"  # its source
                 gan = train_gan(data, run, args)
                 model = ganaug.GANAug.from_pretrained(run, device="cpu")
-                gan.update(image_quality_of_model(model, evaluator, test_features))
-                setting["gans"].append(gan)
-                print(f"k={k} s={s}: GAN FD {gan['fd']:.2f} recall {gan['recall']:.3f} coverage "
-                      f"{gan['coverage']:.3f} label acc {gan['label_accuracy']:.3f}", flush=True)
+                facts["gans"] = {**gan, **image_quality_of_model(model, evaluator, test_features)}
+                print(f"k={k} s={s}: GAN FD {facts['gans']['fd']:.2f} recall {facts['gans']['recall']:.3f} coverage "
+                      f"{facts['gans']['coverage']:.3f} label acc {facts['gans']['label_accuracy']:.3f}", flush=True)
                 if s == 0:
                     sample_grid(data, model, IMAGES / f"usefulness_k{k}_samples.png")
-            setting["real_images"].append(image_quality(data.images, data.labels, evaluator, test_features))
+
+            def record(results: dict, s=s, facts=facts) -> None:
+                setting = setting_of(results)
+                for name, value in facts.items():
+                    setting[name][str(s)] = value
+
+            results = update_results(args.out, header, record)
             for arm in arms:
                 start = time.monotonic()
-                accuracy = run_arm(arm, classifier, data, oracle, run, steps, s, test)
-                setting["arms"][arm.spec]["accuracies"].append(accuracy)
+                accuracy = run_arm(arm, classifier, data, oracle, sources, steps, s, test)
+
+                def add(results: dict, s=s, arm=arm, accuracy=accuracy) -> None:
+                    entry = setting_of(results)["arms"].setdefault(arm.spec, {"by_subset": {}})
+                    entry["by_subset"][str(s)] = accuracy
+
+                results = update_results(args.out, header, add)
                 print(f"k={k} s={s} {arm.spec:<40} {accuracy:.4f} ({time.monotonic() - start:.0f} s)", flush=True)
-            summarize(setting["arms"])
-            write(results, args.out)
     return results
 
 
@@ -485,6 +663,7 @@ def tune(args, train, classifier: Classifier) -> dict:
         fit, validation = split_per_class(subset_per_class(train, k, 0))
         run = args.cache / f"tune_k{k}"
         gan = train_gan(fit, run, args)
+        sources = {"gan": run, "run": run, "copy": ImagePool(fit), "perfect": ImagePool(unseen_per_class(train, k, 0))}
         steps = args.steps or STEPS[k]
         setting = {"steps": steps, "train": len(fit), "validation": len(validation), "gan": gan,
                    "arms": {a.spec: {"accuracies": []} for a in arms}}
@@ -492,7 +671,7 @@ def tune(args, train, classifier: Classifier) -> dict:
         for seed in range(args.seeds):
             for arm in arms:
                 start = time.monotonic()
-                accuracy = run_arm(arm, classifier, fit, None, run, steps, seed, validation)
+                accuracy = run_arm(arm, classifier, fit, None, sources, steps, seed, validation)
                 setting["arms"][arm.spec]["accuracies"].append(accuracy)
                 print(f"tune k={k} seed {seed} {arm.spec:<40} {accuracy:.4f} ({time.monotonic() - start:.0f} s)",
                       flush=True)
@@ -548,21 +727,20 @@ def long_tail(args, train, test, classifier: Classifier) -> dict:
 
 
 def print_table(results: dict) -> None:
-    print(f"\nusefulness: {results['classifier']} classifier, GAN backbone {results.get('gan_backbone', '')}; "
-          "accuracy mean ± std, gain vs standard = mean paired difference [95% interval], points")
-    print("| k | arm | accuracy (%) | gain vs standard | gain vs strong |\n|---|---|---|---|---|")
+    print(f"\nusefulness: {results['classifier']} classifier, GAN: {results.get('gan', '')}; "
+          "accuracy mean ± std, gain = mean paired difference [95% interval], points")
+    print("| k | arm | subsets | accuracy (%) | gain vs standard | gain vs strong |\n|---|---|---|---|---|---|")
     for k, setting in results["settings"].items():
         for arm, values in setting["arms"].items():
-            print(f"| {k} | {arm} | {values['mean'] * 100:.2f} ± {values['std'] * 100:.2f} | "
+            print(f"| {k} | {arm} | {len(values['accuracies'])} | "
+                  f"{values['mean'] * 100:.2f} ± {values['std'] * 100:.2f} | "
                   f"{gain_text(values.get('gain_vs_standard'))} | {gain_text(values.get('gain_vs_strong'))} |")
-    if any(setting.get("gans") for setting in results["settings"].values()):
-        print("\n| k | subset | FD | precision | recall | coverage | label acc |\n|---|---|---|---|---|---|---|")
-        for k, setting in results["settings"].items():
-            for s, (q, r) in enumerate(zip(setting["gans"], setting["real_images"], strict=False)):
-                print(f"| {k} | {s} | {q['fd']:.2f} | {q['precision']:.3f} | {q['recall']:.3f} | {q['coverage']:.3f} "
-                      f"| {q['label_accuracy']:.3f} |")
-                print(f"| {k} | {s}, real images | {r['fd']:.2f} | {r['precision']:.3f} | {r['recall']:.3f} | "
-                      f"{r['coverage']:.3f} | {r['label_accuracy']:.3f} |")
+    print("\n| k | subset | images | FD | precision | recall | coverage | label acc |\n" + "|---" * 8 + "|")
+    for k, setting in results["settings"].items():
+        for name, kind in (("gans", "GAN"), ("real_images", "the k real (copy)"), ("unseen_images", "unseen real")):
+            for s, q in sorted(setting.get(name, {}).items()):
+                print(f"| {k} | {s} | {kind} | {q['fd']:.2f} | {q['precision']:.3f} | {q['recall']:.3f} "
+                      f"| {q['coverage']:.3f} | {q['label_accuracy']:.3f} |")
 
 
 def plot(results: dict, path: Path) -> None:
@@ -572,11 +750,12 @@ def plot(results: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     ks = list(results["settings"])
-    arms = [a for a in results["settings"][ks[0]]["arms"] if a != "standard"]
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    arms = list(dict.fromkeys(a for k in ks for a in results["settings"][k]["arms"] if a != "standard"))
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=120)
     width = 0.8 / len(arms)
+    nothing = {"mean": float("nan"), "low": None, "high": None}
     for i, arm in enumerate(arms):
-        gains = [results["settings"][k]["arms"][arm]["gain_vs_standard"] for k in ks]
+        gains = [results["settings"][k]["arms"].get(arm, {}).get("gain_vs_standard") or nothing for k in ks]
         means = np.array([g["mean"] for g in gains])
         errors = np.array([[g["mean"] - (g["low"] if g["low"] is not None else g["mean"]),
                             (g["high"] if g["high"] is not None else g["mean"]) - g["mean"]] for g in gains]).T
@@ -595,6 +774,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ks", type=int, nargs="+", default=[50, 100, 500])
     parser.add_argument("--subsets", type=int, default=3, help="seeded subsets per k (classifier seed = subset)")
+    parser.add_argument("--subset-list", type=int, nargs="+", default=None,
+                        help="run only these subsets (processes running different ones fill one table)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--seeds", type=int, default=2, help="classifier seeds in --tune and --long-tail")
     parser.add_argument("--steps", type=int, default=None,
                         help=f"classifier steps in every arm (default per k: {STEPS})")
@@ -606,11 +788,15 @@ def main() -> None:
     parser.add_argument("--long-tail", action="store_true", help="the long-tailed balancing study")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--cache", type=Path, default=CACHE, help="where trained GANs are kept")
-    parser.add_argument("--backbone", default="resnet10t", help="the discriminator's backbone")
-    parser.add_argument("--backbone-weights", default="pretrain",
-                        help="'pretrain' (on the k x 10 images only), or 'auto'/'hub' (e.g. ImageNet weights)")
-    parser.add_argument("--input-size", type=int, default=32, help="the backbone's input size")
+    parser.add_argument("--backbone", default=None, help="the discriminator's backbone (default: the library's)")
+    parser.add_argument("--backbone-weights", default=None,
+                        help="'pretrain' (on the k x 10 images only), or 'auto'/'hub' (default: the library's)")
+    parser.add_argument("--input-size", type=int, default=None,
+                        help="the backbone's input size (default: the library's)")
     args = parser.parse_args()
+    args.subset_list = args.subset_list if args.subset_list is not None else list(range(args.subsets))
+    if args.threads:
+        torch.set_num_threads(args.threads)
     study = "tuning" if args.tune else "long_tail" if args.long_tail else ""
     suffix = "_".join(filter(None, [study, "" if args.classifier == "resnet10t" else args.classifier]))
     args.out = args.out or RESULTS / f"usefulness{'_' + suffix if suffix else ''}.json"
@@ -632,7 +818,7 @@ def main() -> None:
         evaluator, _ = load_or_train_eval_classifier(train.images, train.labels, test.images, test.labels)
         results = main_table(args, train, test, evaluator, features(evaluator, test.images), classifier)
         print_table(results)
-        if args.subsets > 1 and "standard" in results["settings"][str(args.ks[0])]["arms"]:
+        if "standard" in results["settings"][str(args.ks[0])]["arms"]:
             tag = "" if args.classifier == "resnet10t" else f"_{args.classifier}"
             plot(results, IMAGES / f"usefulness_accuracy{tag}.png")
     print(f"wrote {args.out}")
