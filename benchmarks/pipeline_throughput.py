@@ -313,6 +313,8 @@ def main() -> None:
                 continue
             if mode.startswith("batch-"):  # after the loader, in this process, on the chain's normalized batches
                 kind, _, option = mode.removeprefix("batch-").partition("@")  # "@fixed": a bank never refreshed
+                if option not in ("", "fixed"):
+                    raise SystemExit(f"--modes: {mode!r}: the only option after '@' is 'fixed'")
                 batch_augment = gan_transforms.GANAugment(model, mode=kind, p=args.p, device="cpu", seed=args.seed,
                                                           normalize=(MEAN, STD),
                                                           **({"refresh_every": None} if option == "fixed" else bank))

@@ -321,7 +321,7 @@ def arm_dataset(arm: Arm, data: ganaug.ImageDataset, oracle: ganaug.ImageDataset
             bank["refresh_every"] = None if s["refresh"] == "none" else int(s["refresh"])
         gan_augment = GANAugment(sources["run"], mode=s.get("mode", "replace"), p=float(s.get("p", 0.5)),
                                  device="cpu", bank_seed=seed, **bank)
-        if sources[arm.source] != sources["run"]:  # the same transform and bank, drawing from another source
+        if sources[arm.source] is not sources["run"]:  # the same transform and bank, drawing from another source
             gan_augment.bank.model = LazyGAN(sources[arm.source], "cpu")
         if s.get("chain") == "strong":
             return Augmented(real, A.Compose([gan_augment], seed=seed), tensor_transform=strong_augmentation())

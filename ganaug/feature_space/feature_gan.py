@@ -45,6 +45,7 @@ from ganaug._util.validate import (
     check_int,
     check_number,
     check_positive_int,
+    label_tensor,
     resolve_device,
 )
 
@@ -350,7 +351,7 @@ class FeatureGAN:
         if labels is None:
             trained = torch.tensor(self.trained_classes)
             labels = trained[torch.arange(num) % len(trained)]
-        labels = torch.tensor(as_labels(labels, self.num_classes, num), dtype=torch.int64)
+        labels = label_tensor(labels, self.num_classes, num)
         unseen = sorted(set(labels.tolist()) - set(self.trained_classes))
         if unseen:
             raise ValueError(f"labels {unseen} name classes with no vectors in the data this FeatureGAN was fitted "

@@ -23,7 +23,7 @@ from ganaug._util.checkpoint_file import (
 from ganaug._util.images import as_image_batch, check_float_values, check_min_size
 from ganaug._util.model_files import EXPORT_FORMAT, EXPORT_WEIGHTS_FILE, ModelFiles, find_model_files
 from ganaug._util.rng import seeded, torch_generator
-from ganaug._util.validate import as_labels, check_int, check_positive_int, check_truncation, resolve_device
+from ganaug._util.validate import check_int, check_positive_int, check_truncation, label_tensor, resolve_device
 from ganaug.nets.build import BackboneSpec, GeneratorSpec, build_extractor, build_generator
 from ganaug.nets.features import FeatureExtractor
 from ganaug.nets.generator import Generator, to_uint8
@@ -327,7 +327,7 @@ class GANAug:
         classes in turn (0, 1, ...) when it is None."""
         if labels is None:
             return torch.arange(num) % self.num_classes
-        return torch.tensor(as_labels(labels, self.num_classes, num), dtype=torch.int64)
+        return label_tensor(labels, self.num_classes, num)
 
     def _generate(self, z: torch.Tensor, labels: torch.Tensor, instance: torch.Tensor | None,
                   batch_size: int, pad: bool = False) -> torch.Tensor:
