@@ -27,7 +27,9 @@
    "variant" reads uint8 images: the workers run the chain without its normalization, and the
    main process makes one generator pass per batch, then normalizes; with it the chain alone is
    also measured with its normalization moved after the loader ("chain alone, normalized after
-   the loader"), which is what it adds its step to.
+   the loader"), which is what it adds its step to. Each batch transform's own time is recorded
+   twice: inside the loop (``after_ms_per_batch``, beside the row's ``batch_ms``) and alone on a
+   random batch before the loops (``call_ms``), a figure free of the loop's noise.
    "reference-mixup" runs torchvision's ``v2.MixUp`` on each normalized batch after the loader
    instead: what a batch transform of torchvision's own costs there, for scale.
    "reference-gc-freeze" is the chain alone with ``gc.freeze()`` in every worker at start
@@ -165,17 +167,38 @@ def loader_throughput(dataset: Dataset, epochs: int, batch_size: int, workers: i
                         generator=torch.Generator().manual_seed(seed))
     start = time.perf_counter()
     epoch_seconds = []
-    count = 0
+    count, batches, after_seconds = 0, 0, 0.0
     for _ in range(epochs):
         epoch_start = time.perf_counter()
         for images, labels in loader:
             if after is not None:
+                call_start = time.perf_counter()
                 images = after(images, labels)
+                after_seconds += time.perf_counter() - call_start
             count += len(images)
+            batches += 1
         epoch_seconds.append(time.perf_counter() - epoch_start)
     seconds = time.perf_counter() - start
     del loader
-    return {"images": count, "seconds": seconds, "images_per_s": count / seconds, "epoch_seconds": epoch_seconds}
+    timing = {"after_ms_per_batch": 1000 * after_seconds / batches} if after is not None else {}
+    return {"images": count, "seconds": seconds, "images_per_s": count / seconds, "epoch_seconds": epoch_seconds,
+            "batch_ms": 1000 * seconds / batches, **timing}
+
+
+def batch_call_ms(after, batch_size: int, uint8: bool, calls: int = 600, budget_s: float = 5.0) -> float:
+    """Milliseconds per call of ``after(images, labels)`` on a random (batch_size, 1, 28, 28) batch (uint8, or as the
+    chain normalizes it), after 5 warm-up calls; up to ``calls`` calls or ``budget_s`` seconds."""
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (batch_size, 1, 28, 28), dtype=torch.uint8, generator=generator)
+    images = images if uint8 else normalized(images)
+    labels = torch.randint(0, 10, (batch_size,), generator=generator)
+    for _ in range(5):
+        after(images, labels)
+    start, done = time.perf_counter(), 0
+    while done < calls and time.perf_counter() - start < budget_s:
+        after(images, labels)
+        done += 1
+    return 1000 * (time.perf_counter() - start) / done
 
 
 def median_run(results: list[dict]) -> dict:
@@ -287,6 +310,9 @@ def main() -> None:
         rows.append({"pipeline": pipeline, "variant": variant, **result, "ratio": ratio, "paired_ratio": paired})
         shown = "" if ratio is None else (f"  ratio {ratio:.2f} (paired by repeat: median {paired['median']:.2f}, "
                                           f"{paired['min']:.2f}-{paired['max']:.2f})")
+        if "after_ms_per_batch" in result:  # the batch transform's own time in the main process, in the loop and alone
+            shown += (f"  (main process: {result['after_ms_per_batch']:.2f} of {result['batch_ms']:.1f} ms per batch; "
+                      f"alone {result['call_ms']:.2f} ms)")
         print(f"{pipeline:<15} {variant:<22} {result['images_per_s']:8.0f} img/s{shown}", flush=True)
 
     # 1. Pipelines: the chain alone and with GANAugment, measured in turn, --repeats times (medians).
@@ -353,6 +379,10 @@ def main() -> None:
             if mode != "variant":
                 augment.bank.fill()  # before the workers start: they share it
             datasets[f"+ GANAugment {mode}"] = make([augment])
+        # each batch transform's own time, alone on this process's threads, before the loops (it refreshes the bank
+        # as the loop would: a few hundred calls cross the library's refresh point at p = 0.5)
+        calls = {name: batch_call_ms(after, args.batch_size, uint8="normalized after" in name or "variant" in name)
+                 for name, after in afters.items()}
         runs: dict[str, list[dict]] = {name: [] for name in datasets}
         for _ in range(args.repeats):
             for name, dataset in datasets.items():
@@ -365,7 +395,8 @@ def main() -> None:
                 runs[name].append(loader_throughput(subset, 1, args.batch_size, args.workers, args.seed, init))
         baseline = median_run(runs["chain alone"])
         for name, results in runs.items():
-            record(pipeline, name, median_run(results), None if name == "chain alone" else baseline)
+            record(pipeline, name, {**median_run(results), **({"call_ms": calls[name]} if name in calls else {})},
+                   None if name == "chain alone" else baseline)
 
     if args.skip_generation:
         write_results(args, model, train, bank, variant_banks, rows, None, [])
