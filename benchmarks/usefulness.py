@@ -50,14 +50,21 @@ Protocol (issue #17, with issue #29's additions):
   unseen ones (the perfect generator).
 - Several processes can fill one table (--subset-list, different --ks): the JSON is updated under
   a lock, keyed by k, subset and arm.
-- ``--tune``: knobs are chosen on a validation split drawn from the k images, never on the test
-  set: subset 0 of each k is split 80/20 per class, the GAN and the classifiers train on the 80%
-  and the arms are scored on the 20% (results/usefulness_tuning.json).
+- ``--tune``: knobs are chosen on validation, never on the test set: the arms train on subset 0's k
+  images per class (with the main table's GAN for that subset) and are scored on --validation
+  (200) other training-split images per class, outside the subset and its oracle (the perfect
+  generator's pool leaves them out), paired by classifier seed (--seed-list: one process per seed).
+  A validation split of the k images themselves (#17's 80/20) was too small to rank levers: 20
+  images per class at k = 100 give a standard error of about 2.7 points per accuracy
+  (results/usefulness_tuning.json).
+- ``gan mode=variant [variants=4]``: GANAugment's "variant" mode, the variants of every training
+  image made before the loader (``GANAugment.variant_bank.add``), as docs/pipelines.md recommends.
+- ``--gans-only``: train (or resume) the GANs of --ks and --subset-list and record their quality; no arm.
 - ``--long-tail``: class counts falling geometrically from 500 to 10 (seeded), classifier arms
   plain, oversampling, class-weighted loss and ``ExpandedDataset(balance="equalize")``, scored
   on balanced test accuracy and on the 5 rarest classes (results/usefulness_long_tail.json).
 
-    python benchmarks/usefulness.py --tune --ks 100                 # choose knobs on validation
+    python benchmarks/usefulness.py --tune --ks 100 --seed-list 0   # choose knobs on validation
     python benchmarks/usefulness.py --ks 50 100 500                 # the table (CPU hours)
     python benchmarks/usefulness.py --ks 100 --subset-list 1 --threads 1   # one share of it
     python benchmarks/usefulness.py --long-tail
@@ -224,7 +231,7 @@ class Arm:
             key, _, value = pair.partition("=")
             settings[key] = value
         known = {"none": set(), "standard": set(), "strong": set(), "oracle": set(), "cas": set(),
-                 "gan": {"mode", "p", "end_real", "bank", "refresh", "chain", "interp", "source", "filter"},
+                 "gan": {"mode", "p", "end_real", "bank", "refresh", "chain", "interp", "source", "filter", "variants"},
                  "expand": {"ratio", "end_real", "weight", "soft", "source", "share", "filter", "synthetic_chain"}}
         if kind not in known or not set(settings) <= known[kind]:
             raise SystemExit(f"arm {spec!r}: kinds and settings are {known}")
@@ -319,10 +326,14 @@ def arm_dataset(arm: Arm, data: ganaug.ImageDataset, oracle: ganaug.ImageDataset
         bank = {"bank_size": int(s["bank"])} if "bank" in s else {}  # else the library's defaults
         if "refresh" in s:
             bank["refresh_every"] = None if s["refresh"] == "none" else int(s["refresh"])
+        if "variants" in s:
+            bank["variants_per_image"] = int(s["variants"])
         gan_augment = GANAugment(sources["run"], mode=s.get("mode", "replace"), p=float(s.get("p", 0.5)),
                                  device="cpu", bank_seed=seed, **bank)
         if sources[arm.source] is not sources["run"]:  # the same transform and bank, drawing from another source
             gan_augment.bank.model = LazyGAN(sources[arm.source], "cpu")
+        if gan_augment.mode == "variant":  # each training image's variants, made before the loader, as the docs say
+            gan_augment.variant_bank.add(data)
         if s.get("chain") == "strong":
             return Augmented(real, A.Compose([gan_augment], seed=seed), tensor_transform=strong_augmentation())
         return Augmented(real, A.Compose([gan_augment, *standard_augmentation()], seed=seed))
@@ -535,7 +546,7 @@ def summarize(arms: dict) -> None:
     different subsets of one table)."""
     base, strong = arms.get("standard"), arms.get("strong")
     for values in arms.values():
-        by_subset = values.get("by_subset")
+        by_subset = values.get("by_subset", values.get("by_seed"))  # the runs, keyed by what pairs them
         if by_subset is not None:
             values["accuracies"] = [by_subset[s] for s in sorted(by_subset, key=int)]
         acc = np.array(values["accuracies"])
@@ -547,8 +558,9 @@ def summarize(arms: dict) -> None:
             if by_subset is None:
                 values[name] = paired_gain(values["accuracies"], other["accuracies"])
                 continue
-            shared = sorted(set(by_subset) & set(other["by_subset"]), key=int)
-            values[name] = paired_gain([by_subset[s] for s in shared], [other["by_subset"][s] for s in shared]) \
+            others = other.get("by_subset", other.get("by_seed"))
+            shared = sorted(set(by_subset) & set(others), key=int)
+            values[name] = paired_gain([by_subset[s] for s in shared], [others[s] for s in shared]) \
                 if shared else None
 
 
@@ -614,8 +626,8 @@ def main_table(args, train, test, evaluator, test_features, classifier: Classifi
             picks = torch.randperm(len(unseen), generator=torch.Generator().manual_seed(s))[:5000]
             facts["unseen_images"] = image_quality(unseen.images[picks], unseen.labels[picks], evaluator,
                                                    test_features)
-            if any(a.kind in ("gan", "expand", "cas") for a in arms):  # GANAugment is built on a run, whatever
-                run = sources["gan"] = sources["run"] = args.cache / f"k{k}_s{s}"  # its source
+            if args.gans_only or any(a.kind in ("gan", "expand", "cas") for a in arms):  # GANAugment is built on
+                run = sources["gan"] = sources["run"] = args.cache / f"k{k}_s{s}"  # a run, whatever its source
                 gan = train_gan(data, run, args)
                 model = ganaug.GANAug.from_pretrained(run, device="cpu")
                 facts["gans"] = {**gan, **image_quality_of_model(model, evaluator, test_features)}
@@ -630,7 +642,7 @@ def main_table(args, train, test, evaluator, test_features, classifier: Classifi
                     setting[name][str(s)] = value
 
             results = update_results(args.out, header, record)
-            for arm in arms:
+            for arm in [] if args.gans_only else arms:
                 start = time.monotonic()
                 accuracy = run_arm(arm, classifier, data, oracle, sources, steps, s, test)
 
@@ -654,29 +666,49 @@ def sample_grid(data: ganaug.ImageDataset, gan: ganaug.GANAug, path: Path) -> No
                     path, nrow=10, scale=2)
 
 
+def validation_split(unseen: ganaug.ImageDataset, per_class: int, seed: int) -> tuple[ganaug.ImageDataset,
+                                                                                       ganaug.ImageDataset]:
+    """``per_class`` images of each class of ``unseen`` (images outside the subset and its oracle) as a validation
+    set, and the rest (the perfect generator's pool while tuning, so that it never draws a validation image)."""
+    order = torch.randperm(len(unseen), generator=torch.Generator().manual_seed(seed))
+    picks = [order[unseen.labels[order] == c] for c in range(unseen.num_classes)]
+    return (unseen.subset(torch.cat([p[:per_class] for p in picks])),
+            unseen.subset(torch.cat([p[per_class:] for p in picks])))
+
+
 def tune(args, train, classifier: Classifier) -> dict:
-    """Arms scored on a validation split of subset 0 (80/20 per class); the test set is not touched."""
+    """Arms trained on subset 0's k images per class and scored on a validation set of --validation images per class
+    from the rest of the training split (never the test set), paired by classifier seed (--seed-list: processes
+    running different seeds fill one table). The GAN is the main table's for subset 0.
+
+    The validation set is drawn outside the subset because a split of the k images is too small to rank levers:
+    20 images per class at k = 100 give a standard error of about 2.7 points per accuracy.
+    """
     arms = [Arm.parse(spec) for spec in args.arms]
-    results = {"command": " ".join(sys.argv), "classifier": classifier.name, "gan_steps": args.gan_steps,
-               "seeds": args.seeds, "settings": {}}
+    header = {"protocol": "issue #29 tuning", "classifier": classifier.name, "batch_size": BATCH,
+              "gan": f"ganaug.TrainConfig defaults, {args.gan_steps} steps",
+              "validation": f"{args.validation} training-split images per class outside the subset and its oracle",
+              "commands": [" ".join(sys.argv)]}
+    results = {}
     for k in args.ks:
-        fit, validation = split_per_class(subset_per_class(train, k, 0))
-        run = args.cache / f"tune_k{k}"
-        gan = train_gan(fit, run, args)
-        sources = {"gan": run, "run": run, "copy": ImagePool(fit), "perfect": ImagePool(unseen_per_class(train, k, 0))}
         steps = args.steps or STEPS[k]
-        setting = {"steps": steps, "train": len(fit), "validation": len(validation), "gan": gan,
-                   "arms": {a.spec: {"accuracies": []} for a in arms}}
-        results["settings"][str(k)] = setting
-        for seed in range(args.seeds):
+        data, oracle = subset_per_class(train, k, 0), subset_per_class(train, 2 * k, 0)
+        validation, pool = validation_split(unseen_per_class(train, k, 0), args.validation, seed=1)
+        run = args.cache / f"k{k}_s0"
+        gan = train_gan(data, run, args)
+        sources = {"gan": run, "run": run, "copy": ImagePool(data), "perfect": ImagePool(pool)}
+        for seed in args.seed_list:
             for arm in arms:
                 start = time.monotonic()
-                accuracy = run_arm(arm, classifier, fit, None, sources, steps, seed, validation)
-                setting["arms"][arm.spec]["accuracies"].append(accuracy)
+                accuracy = run_arm(arm, classifier, data, oracle, sources, steps, seed, validation)
+
+                def add(results: dict, k=k, steps=steps, gan=gan, seed=seed, arm=arm, accuracy=accuracy) -> None:
+                    setting = results["settings"].setdefault(str(k), {"steps": steps, "gan": gan, "arms": {}})
+                    setting["arms"].setdefault(arm.spec, {"by_seed": {}})["by_seed"][str(seed)] = accuracy
+
+                results = update_results(args.out, header, add)
                 print(f"tune k={k} seed {seed} {arm.spec:<40} {accuracy:.4f} ({time.monotonic() - start:.0f} s)",
                       flush=True)
-            summarize(setting["arms"])
-            write(results, args.out)
     return results
 
 
@@ -729,7 +761,7 @@ def long_tail(args, train, test, classifier: Classifier) -> dict:
 def print_table(results: dict) -> None:
     print(f"\nusefulness: {results['classifier']} classifier, GAN: {results.get('gan', '')}; "
           "accuracy mean ± std, gain = mean paired difference [95% interval], points")
-    print("| k | arm | subsets | accuracy (%) | gain vs standard | gain vs strong |\n|---|---|---|---|---|---|")
+    print("| k | arm | runs | accuracy (%) | gain vs standard | gain vs strong |\n|---|---|---|---|---|---|")
     for k, setting in results["settings"].items():
         for arm, values in setting["arms"].items():
             print(f"| {k} | {arm} | {len(values['accuracies'])} | "
@@ -777,12 +809,18 @@ def main() -> None:
     parser.add_argument("--subset-list", type=int, nargs="+", default=None,
                         help="run only these subsets (processes running different ones fill one table)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    parser.add_argument("--seeds", type=int, default=2, help="classifier seeds in --tune and --long-tail")
+    parser.add_argument("--seeds", type=int, default=3, help="classifier seeds in --tune and --long-tail")
+    parser.add_argument("--seed-list", type=int, nargs="+", default=None,
+                        help="--tune: only these classifier seeds (processes running different ones fill one table)")
+    parser.add_argument("--validation", type=int, default=200,
+                        help="--tune: validation images per class, from the training split outside the subset")
     parser.add_argument("--steps", type=int, default=None,
                         help=f"classifier steps in every arm (default per k: {STEPS})")
     parser.add_argument("--gan-steps", type=int, default=800)
     parser.add_argument("--arms", nargs="+", default=list(DEFAULT_ARMS),
                         help="arm specs, e.g. 'gan p=0.25 interp=1'")
+    parser.add_argument("--gans-only", action="store_true",
+                        help="train (or resume) each subset's GAN and record its quality; run no arm")
     parser.add_argument("--classifier", choices=("resnet10t", "lite0"), default="resnet10t")
     parser.add_argument("--tune", action="store_true", help="score the arms on a validation split of subset 0")
     parser.add_argument("--long-tail", action="store_true", help="the long-tailed balancing study")
@@ -795,6 +833,7 @@ def main() -> None:
                         help="the backbone's input size (default: the library's)")
     args = parser.parse_args()
     args.subset_list = args.subset_list if args.subset_list is not None else list(range(args.subsets))
+    args.seed_list = args.seed_list if args.seed_list is not None else list(range(args.seeds))
     if args.threads:
         torch.set_num_threads(args.threads)
     study = "tuning" if args.tune else "long_tail" if args.long_tail else ""
