@@ -509,8 +509,12 @@ def train_gan(data: ganaug.ImageDataset, run: Path, args: argparse.Namespace) ->
     if step < args.gan_steps:  # none yet, or a run stopped part way: it resumes from its last checkpoint
         given = {"backbone": args.backbone, "backbone_weights": args.backbone_weights,
                  "backbone_input_size": args.input_size}
-        config = ganaug.TrainConfig(steps=args.gan_steps, seed=0, checkpoint_every=250, sample_every=10**9,
-                                    log_every=50, **{name: value for name, value in given.items() if value is not None})
+        cadence = {"checkpoint_every": 250, "sample_every": 10**9, "log_every": 50}
+        if step > 0:  # a resumed run keeps its own cadence (the k = 100 runs came from diversity.py with another)
+            stored = json.loads((run / "config.json").read_text())["config"]
+            cadence = {name: stored.get(name, value) for name, value in cadence.items()}
+        config = ganaug.TrainConfig(steps=args.gan_steps, seed=0, **cadence,
+                                    **{name: value for name, value in given.items() if value is not None})
         start = time.monotonic()
         ganaug.train(data, config, run, resume=step > 0, progress=False)
         print(f"{run.name}: GAN trained in {time.monotonic() - start:.0f} s", flush=True)
@@ -634,7 +638,7 @@ def main_table(args, train, test, evaluator, test_features, classifier: Classifi
                 print(f"k={k} s={s}: GAN FD {facts['gans']['fd']:.2f} recall {facts['gans']['recall']:.3f} coverage "
                       f"{facts['gans']['coverage']:.3f} label acc {facts['gans']['label_accuracy']:.3f}", flush=True)
                 if s == 0:
-                    sample_grid(data, model, IMAGES / f"usefulness_k{k}_samples.png")
+                    sample_grid(data, model, IMAGES / f"{args.out.stem}_k{k}_samples.png")
 
             def record(results: dict, s=s, facts=facts) -> None:
                 setting = setting_of(results)
