@@ -326,9 +326,11 @@ def main() -> None:
         init = gan_albumentations.worker_init_fn if pipeline == "albumentations" else None  # v2 needs none
         datasets = {"chain alone": make([])}
         afters, inits = {}, {}
+        uint8_afters = set()  # the afters that read the chain's uint8 batches (its normalization moved after them)
         if "batch-variant" in modes:  # what batch "variant" adds its step to: it reads uint8 images
             datasets["chain alone, normalized after the loader"] = make([], normalize=False)
             afters["chain alone, normalized after the loader"] = lambda images, labels: normalized(images)
+            uint8_afters.add("chain alone, normalized after the loader")
         for mode in modes:
             if mode == "batch-variant":  # after the loader, on uint8 batches, then the chain's normalization
                 batch_augment = gan_transforms.GANAugment(model, mode="variant", p=args.p, device="cpu",
@@ -336,6 +338,7 @@ def main() -> None:
                 name = "+ GANAugment variant, batch mode after the loader"
                 datasets[name] = make([], normalize=False)
                 afters[name] = lambda images, labels, a=batch_augment: normalized(a(images, labels)[0])
+                uint8_afters.add(name)
                 continue
             if mode.startswith("batch-"):  # after the loader, in this process, on the chain's normalized batches
                 kind, _, option = mode.removeprefix("batch-").partition("@")  # "@fixed": a bank never refreshed
@@ -381,7 +384,7 @@ def main() -> None:
             datasets[f"+ GANAugment {mode}"] = make([augment])
         # each batch transform's own time, alone on this process's threads, before the loops (it refreshes the bank
         # as the loop would: a few hundred calls cross the library's refresh point at p = 0.5)
-        calls = {name: batch_call_ms(after, args.batch_size, uint8="normalized after" in name or "variant" in name)
+        calls = {name: batch_call_ms(after, args.batch_size, uint8=name in uint8_afters)
                  for name, after in afters.items()}
         runs: dict[str, list[dict]] = {name: [] for name in datasets}
         for _ in range(args.repeats):

@@ -128,18 +128,6 @@ def subset_per_class(dataset: ganaug.ImageDataset, k: int, seed: int = 0) -> gan
     return dataset.subset(picks)
 
 
-def split_per_class(data: ganaug.ImageDataset, fraction: float = 0.8,
-                    ) -> tuple[ganaug.ImageDataset, ganaug.ImageDataset]:
-    """The first ``fraction`` of each class's images, and the rest (the validation split)."""
-    first, rest = [], []
-    for c in range(data.num_classes):
-        index = torch.nonzero(data.labels == c).flatten()
-        cut = round(len(index) * fraction)
-        first.append(index[:cut])
-        rest.append(index[cut:])
-    return data.subset(torch.cat(first)), data.subset(torch.cat(rest))
-
-
 def long_tail_counts(num_classes: int = 10, high: int = 500, low: int = 10) -> list[int]:
     """Class counts falling geometrically from ``high`` to ``low``."""
     return [round(high * (low / high) ** (c / (num_classes - 1))) for c in range(num_classes)]
@@ -323,13 +311,13 @@ def arm_dataset(arm: Arm, data: ganaug.ImageDataset, oracle: ganaug.ImageDataset
         return Augmented(RealImages(oracle), standard)
     if arm.kind == "gan":
         s = arm.settings
-        bank = {"bank_size": int(s["bank"])} if "bank" in s else {}  # else the library's defaults
+        options = {"bank_size": int(s["bank"])} if "bank" in s else {}  # else the library's defaults
         if "refresh" in s:
-            bank["refresh_every"] = None if s["refresh"] == "none" else int(s["refresh"])
+            options["refresh_every"] = None if s["refresh"] == "none" else int(s["refresh"])
         if "variants" in s:
-            bank["variants_per_image"] = int(s["variants"])
+            options["variants_per_image"] = int(s["variants"])
         gan_augment = GANAugment(sources["run"], mode=s.get("mode", "replace"), p=float(s.get("p", 0.5)),
-                                 device="cpu", bank_seed=seed, **bank)
+                                 device="cpu", bank_seed=seed, **options)
         if sources[arm.source] is not sources["run"]:  # the same transform and bank, drawing from another source
             gan_augment.bank.model = LazyGAN(sources[arm.source], "cpu")
         if gan_augment.mode == "variant":  # each training image's variants, made before the loader, as the docs say
@@ -525,6 +513,13 @@ def train_gan(data: ganaug.ImageDataset, run: Path, args: argparse.Namespace) ->
                                       if name not in CADENCE and value != DEFAULT_CONFIG.get(name)}}
 
 
+def gan_description(args: argparse.Namespace) -> str:
+    """What ``train_gan`` trains, for a table's header: the defaults, the steps, and the options given."""
+    return f"ganaug.TrainConfig defaults, {args.gan_steps} steps" + "".join(
+        f", {name} {getattr(args, name)}" for name in ("backbone", "backbone_weights", "input_size")
+        if getattr(args, name))
+
+
 def image_quality(images: torch.Tensor, labels: torch.Tensor, evaluator, test_features: torch.Tensor) -> dict:
     """FD, precision/recall/density/coverage against the test set, and label accuracy, in the evaluator's space."""
     found = features(evaluator, images)
@@ -545,12 +540,17 @@ def paired_gain(values: list[float], base: list[float]) -> dict:
     return {"mean": mean, "low": mean - half, "high": mean + half, "n": len(diff)}
 
 
+def runs_of(values: dict) -> dict | None:
+    """An arm's accuracies keyed by what pairs them: the subset (the table) or the classifier seed (tuning)."""
+    return values.get("by_subset", values.get("by_seed"))
+
+
 def summarize(arms: dict) -> None:
     """Means, and gains paired by subset over the subsets each pair of arms shares (several processes may fill
     different subsets of one table)."""
     base, strong = arms.get("standard"), arms.get("strong")
     for values in arms.values():
-        by_subset = values.get("by_subset", values.get("by_seed"))  # the runs, keyed by what pairs them
+        by_subset = runs_of(values)
         if by_subset is not None:
             values["accuracies"] = [by_subset[s] for s in sorted(by_subset, key=int)]
         acc = np.array(values["accuracies"])
@@ -562,7 +562,7 @@ def summarize(arms: dict) -> None:
             if by_subset is None:
                 values[name] = paired_gain(values["accuracies"], other["accuracies"])
                 continue
-            others = other.get("by_subset", other.get("by_seed"))
+            others = runs_of(other)
             shared = sorted(set(by_subset) & set(others), key=int)
             values[name] = paired_gain([by_subset[s] for s in shared], [others[s] for s in shared]) \
                 if shared else None
@@ -606,10 +606,7 @@ def update_results(path: Path, header: dict, change) -> dict:
 
 def main_table(args, train, test, evaluator, test_features, classifier: Classifier) -> dict:
     arms = [Arm.parse(spec) for spec in args.arms]
-    header = {"protocol": "issue #29", "classifier": classifier.name, "batch_size": BATCH,
-              "gan": f"ganaug.TrainConfig defaults, {args.gan_steps} steps"
-                     + "".join(f", {name} {getattr(args, name)}" for name in ("backbone", "backbone_weights",
-                                                                              "input_size") if getattr(args, name)),
+    header = {"protocol": "issue #29", "classifier": classifier.name, "batch_size": BATCH, "gan": gan_description(args),
               "commands": [" ".join(sys.argv)]}
     results = {}
     for k in args.ks:
@@ -690,7 +687,7 @@ def tune(args, train, classifier: Classifier) -> dict:
     """
     arms = [Arm.parse(spec) for spec in args.arms]
     header = {"protocol": "issue #29 tuning", "classifier": classifier.name, "batch_size": BATCH,
-              "gan": f"ganaug.TrainConfig defaults, {args.gan_steps} steps",
+              "gan": gan_description(args),
               "validation": f"{args.validation} training-split images per class outside the subset and its oracle",
               "commands": [" ".join(sys.argv)]}
     results = {}
