@@ -21,8 +21,11 @@ Protocol (issue #17, with issue #29's additions):
   - ``gan [mode=replace] [p=0.5] [end_real=0] [bank=N] [refresh=N|none] [chain=standard] [source=gan]``:
     ``GANAugment`` before the standard chain (``chain=strong``: before the strong one), with the
     library's defaults unless given (the drop-in: ``gan``);
-    ``interp=1``: each bank sample's instance condition is a random blend of two same-class
-    real images' features (a lever patched in here, not a library option);
+    ``instance=bank|blend``: the bank's class samples take an instance condition (the default
+    model, trained with ``instance_dropout``, samples its classes with the null one): the
+    features of a random training image of the class (IC-GAN's sampling), or a random blend of
+    two such images' features (a lever patched in here, not a library option; the old
+    ``interp=1`` blended a condition that the null-conditioned samples never used: a no-op);
     ``end_real=f``: the last fraction f of the steps on the standard arm's data;
   - ``source=copy`` / ``source=perfect`` (gan and expand arms): the bracketing generators. The same
     transform, bank, mode and p, but the bank draws real images instead of generating: the k
@@ -42,8 +45,8 @@ Protocol (issue #17, with issue #29's additions):
   - ``cas``: synthetic images only (as many as the real ones), standard chain, tested on real;
   - ``oracle``: standard augmentation on twice as many real images (the first 2k of the same
     shuffle), so a gain can be read as equivalent real images.
-- Statistics: each arm's gain over ``standard`` (and over ``strong``) as the mean paired difference
-  (same subset, same classifier seed) with a 95% t interval over the pairs.
+- Statistics: each arm's gain over ``standard`` (and over ``strong`` and the copying generator) as the
+  mean paired difference (same subset, same classifier seed) with a 95% t interval over the pairs.
 - Diversity: each GAN's FD, precision/recall/density/coverage and label accuracy in an
   independent CNN's feature space (benchmarks/eval_classifier.py, trained on all 60k, used only
   to score), and the same for the real k images (the copying generator) and for 5,000 of the
@@ -70,7 +73,16 @@ Protocol (issue #17, with issue #29's additions):
     python benchmarks/usefulness.py --long-tail
 
 Trained GANs are cached under --cache (delete to retrain). Prints a table, writes --out and
-docs/images/usefulness_accuracy.png.
+docs/images/{--out's stem}_accuracy.png.
+
+``--reuse TABLE`` runs nothing: it copies into --out the arms of another table that do not depend on
+the GAN (none, standard, strong, oracle and the two bracketing sources at the drop-in's settings),
+for --ks, once both tables agree on protocol, classifier and classifier steps and their standard
+arms agree to the digit on the subsets they share (the runs are deterministic on the CPU). A table
+of another GAN (another --gan-steps or --cache) then pairs with them without rerunning them:
+
+    python benchmarks/usefulness.py --ks 100 --gan-steps 2000 --cache benchmarks/cache/usefulness_long \
+        --out benchmarks/results/usefulness_long.json --reuse benchmarks/results/usefulness.json
 """
 
 from __future__ import annotations
@@ -219,7 +231,8 @@ class Arm:
             key, _, value = pair.partition("=")
             settings[key] = value
         known = {"none": set(), "standard": set(), "strong": set(), "oracle": set(), "cas": set(),
-                 "gan": {"mode", "p", "end_real", "bank", "refresh", "chain", "interp", "source", "filter", "variants"},
+                 "gan": {"mode", "p", "end_real", "bank", "refresh", "chain", "instance", "source", "filter",
+                         "variants"},
                  "expand": {"ratio", "end_real", "weight", "soft", "source", "share", "filter", "synthetic_chain"}}
         if kind not in known or not set(settings) <= known[kind]:
             raise SystemExit(f"arm {spec!r}: kinds and settings are {known}")
@@ -429,15 +442,18 @@ def predictions(classifier: Classifier, model: torch.nn.Module, test: ganaug.Ima
 
 
 @contextlib.contextmanager
-def blended_instances(enabled: bool):
-    """While enabled, class samples take as instance condition a blend ``(1 - l) f_i + l f_j`` of two
-    same-class bank features (l ~ U(0, 1)), rescaled to the mean of their norms."""
-    if not enabled:
+def instance_sampling(mode: str | None):
+    """While ``mode`` is "bank" or "blend", class samples are instance-conditioned: on one same-class bank
+    feature, or on a blend ``(1 - l) f_i + l f_j`` of two (l ~ U(0, 1), rescaled to the mean of their norms)."""
+    if mode is None:
         yield
         return
+    if mode not in ("bank", "blend"):
+        raise SystemExit(f"instance should be bank or blend, got {mode!r}")
     import ganaug.sampling.gan as gan_module
 
     original = gan_module.draw_instance_features
+    original_use = gan_module.GANAug.class_samples_use_bank
 
     def blended(features, feature_labels, labels, rng):
         first = original(features, feature_labels, labels, rng)
@@ -447,15 +463,18 @@ def blended_instances(enabled: bool):
         norm = (first.norm(dim=1, keepdim=True) + second.norm(dim=1, keepdim=True)) / 2
         return F.normalize(mixed, dim=1) * norm
 
-    gan_module.draw_instance_features = blended
+    gan_module.GANAug.class_samples_use_bank = property(lambda self: self.instance_conditional)
+    if mode == "blend":
+        gan_module.draw_instance_features = blended
     try:
         yield
     finally:
         gan_module.draw_instance_features = original
+        gan_module.GANAug.class_samples_use_bank = original_use
 
 
 def run_arm(arm: Arm, classifier: Classifier, data, oracle, sources: dict, steps: int, seed: int, test) -> float:
-    with blended_instances(arm.settings.get("interp") == "1"):
+    with instance_sampling(arm.settings.get("instance")):
         return _run_arm(arm, classifier, data, oracle, sources, steps, seed, test)
 
 
@@ -548,7 +567,7 @@ def runs_of(values: dict) -> dict | None:
 def summarize(arms: dict) -> None:
     """Means, and gains paired by subset over the subsets each pair of arms shares (several processes may fill
     different subsets of one table)."""
-    base, strong = arms.get("standard"), arms.get("strong")
+    base, strong, copy = arms.get("standard"), arms.get("strong"), arms.get("gan source=copy")
     for values in arms.values():
         by_subset = runs_of(values)
         if by_subset is not None:
@@ -556,8 +575,8 @@ def summarize(arms: dict) -> None:
         acc = np.array(values["accuracies"])
         values["mean"] = float(acc.mean())
         values["std"] = float(acc.std(ddof=1)) if len(acc) > 1 else 0.0
-        for name, other in (("gain_vs_standard", base), ("gain_vs_strong", strong)):  # strong: the bar a drop-in
-            if other is None:                                                        # must also clear
+        for name, other in (("gain_vs_standard", base), ("gain_vs_strong", strong), ("gain_vs_copy", copy)):
+            if other is None:  # strong and the copying generator: the bars a drop-in must also clear
                 continue
             if by_subset is None:
                 values[name] = paired_gain(values["accuracies"], other["accuracies"])
@@ -602,12 +621,54 @@ def update_results(path: Path, header: dict, change) -> dict:
     return results
 
 
+def table_header(args: argparse.Namespace, classifier: Classifier) -> dict:
+    """What a table's JSON must agree on for processes to fill it together, and the commands that did."""
+    return {"protocol": "issue #29", "classifier": classifier.name, "batch_size": BATCH, "gan": gan_description(args),
+            "commands": [" ".join(sys.argv)]}
+
+
+def independent_of_gan(spec: str) -> bool:
+    """Whether an arm's accuracy is the same whatever the GAN: no synthetic image, or a bracketing source at the
+    drop-in's settings."""
+    arm = Arm.parse(spec)
+    return arm.kind in ("none", "standard", "strong", "oracle") or (
+        arm.kind == "gan" and arm.source != "gan" and set(arm.settings) == {"source"})
+
+
+def reuse_arms(args: argparse.Namespace, classifier: Classifier) -> dict:
+    """Copy the GAN-independent arms of the table ``args.reuse`` into ``args.out`` (see the module's docstring)."""
+    source = json.loads(args.reuse.read_text())
+    header = table_header(args, classifier)
+    for key in ("protocol", "classifier", "batch_size"):
+        if source.get(key) != header[key]:
+            raise SystemExit(f"--reuse {args.reuse}: its {key} is {source.get(key)!r}, this table's {header[key]!r}")
+
+    def copy(results: dict) -> None:
+        for k in map(str, args.ks):
+            theirs = source["settings"].get(k)
+            ours = results["settings"].get(k)
+            if theirs is None or ours is None:
+                raise SystemExit(f"--reuse: k={k} should be in both {args.reuse} and {args.out}")
+            if theirs["steps"] != ours["steps"]:
+                raise SystemExit(f"--reuse: k={k} has {theirs['steps']} classifier steps there, {ours['steps']} here")
+            mine, their_standard = ours["arms"].get("standard", {}).get("by_subset", {}), \
+                theirs["arms"].get("standard", {}).get("by_subset", {})
+            shared = set(mine) & set(their_standard)
+            if not shared or any(mine[s] != their_standard[s] for s in shared):
+                raise SystemExit(f"--reuse: k={k}: the standard arms should agree on the subsets both ran, got "
+                                 f"{mine} here and {their_standard} there")
+            for spec, values in theirs["arms"].items():
+                if independent_of_gan(spec) and spec not in ours["arms"]:
+                    ours["arms"][spec] = {"by_subset": dict(values["by_subset"]), "reused_from": str(args.reuse)}
+
+    return update_results(args.out, header, copy)
+
+
 # --- the three studies --------------------------------------------------------------------------
 
 def main_table(args, train, test, evaluator, test_features, classifier: Classifier) -> dict:
     arms = [Arm.parse(spec) for spec in args.arms]
-    header = {"protocol": "issue #29", "classifier": classifier.name, "batch_size": BATCH, "gan": gan_description(args),
-              "commands": [" ".join(sys.argv)]}
+    header = table_header(args, classifier)
     results = {}
     for k in args.ks:
         steps = args.steps or STEPS[k]
@@ -762,12 +823,13 @@ def long_tail(args, train, test, classifier: Classifier) -> dict:
 def print_table(results: dict) -> None:
     print(f"\nusefulness: {results['classifier']} classifier, GAN: {results.get('gan', '')}; "
           "accuracy mean ± std, gain = mean paired difference [95% interval], points")
-    print("| k | arm | runs | accuracy (%) | gain vs standard | gain vs strong |\n|---|---|---|---|---|---|")
+    print("| k | arm | runs | accuracy (%) | gain vs standard | gain vs strong | gain vs copy |\n" + "|---" * 7 + "|")
     for k, setting in results["settings"].items():
         for arm, values in setting["arms"].items():
             print(f"| {k} | {arm} | {len(values['accuracies'])} | "
                   f"{values['mean'] * 100:.2f} ± {values['std'] * 100:.2f} | "
-                  f"{gain_text(values.get('gain_vs_standard'))} | {gain_text(values.get('gain_vs_strong'))} |")
+                  f"{gain_text(values.get('gain_vs_standard'))} | {gain_text(values.get('gain_vs_strong'))} | "
+                  f"{gain_text(values.get('gain_vs_copy'))} |")
     print("\n| k | subset | images | FD | precision | recall | coverage | label acc |\n" + "|---" * 8 + "|")
     for k, setting in results["settings"].items():
         for name, kind in (("gans", "GAN"), ("real_images", "the k real (copy)"), ("unseen_images", "unseen real")):
@@ -819,7 +881,7 @@ def main() -> None:
                         help=f"classifier steps in every arm (default per k: {STEPS})")
     parser.add_argument("--gan-steps", type=int, default=800)
     parser.add_argument("--arms", nargs="+", default=list(DEFAULT_ARMS),
-                        help="arm specs, e.g. 'gan p=0.25 interp=1'")
+                        help="arm specs, e.g. 'gan p=0.25 instance=blend'")
     parser.add_argument("--gans-only", action="store_true",
                         help="train (or resume) each subset's GAN and record its quality; run no arm")
     parser.add_argument("--classifier", choices=("resnet10t", "lite0"), default="resnet10t")
@@ -827,6 +889,8 @@ def main() -> None:
     parser.add_argument("--long-tail", action="store_true", help="the long-tailed balancing study")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--cache", type=Path, default=CACHE, help="where trained GANs are kept")
+    parser.add_argument("--reuse", type=Path, default=None,
+                        help="copy the GAN-independent arms of this table into --out; run nothing")
     parser.add_argument("--backbone", default=None, help="the discriminator's backbone (default: the library's)")
     parser.add_argument("--backbone-weights", default=None,
                         help="'pretrain' (on the k x 10 images only), or 'auto'/'hub' (default: the library's)")
@@ -850,7 +914,10 @@ def main() -> None:
     if train.source.kind == "embedded":
         raise SystemExit("the full Fashion-MNIST is missing: apt-get install dataset-fashion-mnist")
     classifier = Classifier(args.classifier)
-    if args.tune:
+    if args.reuse:
+        results = reuse_arms(args, classifier)
+        print_table(results)
+    elif args.tune:
         print_table(tune(args, train, classifier))
     elif args.long_tail:
         long_tail(args, train, test, classifier)
@@ -858,9 +925,8 @@ def main() -> None:
         evaluator, _ = load_or_train_eval_classifier(train.images, train.labels, test.images, test.labels)
         results = main_table(args, train, test, evaluator, features(evaluator, test.images), classifier)
         print_table(results)
-        if "standard" in results["settings"][str(args.ks[0])]["arms"]:
-            tag = "" if args.classifier == "resnet10t" else f"_{args.classifier}"
-            plot(results, IMAGES / f"usefulness_accuracy{tag}.png")
+    if not (args.tune or args.long_tail) and "standard" in results["settings"][str(args.ks[0])]["arms"]:
+        plot(results, IMAGES / f"{args.out.stem}_accuracy.png")
     print(f"wrote {args.out}")
 
 
