@@ -651,8 +651,8 @@ def reuse_arms(args: argparse.Namespace, classifier: Classifier) -> dict:
                 raise SystemExit(f"--reuse: k={k} should be in both {args.reuse} and {args.out}")
             if theirs["steps"] != ours["steps"]:
                 raise SystemExit(f"--reuse: k={k} has {theirs['steps']} classifier steps there, {ours['steps']} here")
-            mine, their_standard = ours["arms"].get("standard", {}).get("by_subset", {}), \
-                theirs["arms"].get("standard", {}).get("by_subset", {})
+            mine = ours["arms"].get("standard", {}).get("by_subset", {})
+            their_standard = theirs["arms"].get("standard", {}).get("by_subset", {})
             shared = set(mine) & set(their_standard)
             if not shared or any(mine[s] != their_standard[s] for s in shared):
                 raise SystemExit(f"--reuse: k={k}: the standard arms should agree on the subsets both ran, got "
@@ -747,10 +747,8 @@ def tune(args, train, classifier: Classifier) -> dict:
     20 images per class at k = 100 give a standard error of about 2.7 points per accuracy.
     """
     arms = [Arm.parse(spec) for spec in args.arms]
-    header = {"protocol": "issue #29 tuning", "classifier": classifier.name, "batch_size": BATCH,
-              "gan": gan_description(args),
-              "validation": f"{args.validation} training-split images per class outside the subset and its oracle",
-              "commands": [" ".join(sys.argv)]}
+    header = {**table_header(args, classifier), "protocol": "issue #29 tuning",
+              "validation": f"{args.validation} training-split images per class outside the subset and its oracle"}
     results = {}
     for k in args.ks:
         steps = args.steps or STEPS[k]
@@ -910,24 +908,28 @@ def main() -> None:
             import matplotlib  # noqa: F401
         except ImportError:
             raise SystemExit("the plot needs matplotlib: pip install -e '.[bench]'") from None
-    train, test = ganaug.load_fashion_mnist("train"), ganaug.load_fashion_mnist("test")
-    if train.source.kind == "embedded":
-        raise SystemExit("the full Fashion-MNIST is missing: apt-get install dataset-fashion-mnist")
     classifier = Classifier(args.classifier)
-    if args.reuse:
-        results = reuse_arms(args, classifier)
-        print_table(results)
-    elif args.tune:
-        print_table(tune(args, train, classifier))
-    elif args.long_tail:
-        long_tail(args, train, test, classifier)
+    if args.reuse:  # reads two tables, no data
+        show_table(reuse_arms(args, classifier), args)
     else:
-        evaluator, _ = load_or_train_eval_classifier(train.images, train.labels, test.images, test.labels)
-        results = main_table(args, train, test, evaluator, features(evaluator, test.images), classifier)
-        print_table(results)
-    if not (args.tune or args.long_tail) and "standard" in results["settings"][str(args.ks[0])]["arms"]:
-        plot(results, IMAGES / f"{args.out.stem}_accuracy.png")
+        train, test = ganaug.load_fashion_mnist("train"), ganaug.load_fashion_mnist("test")
+        if train.source.kind == "embedded":
+            raise SystemExit("the full Fashion-MNIST is missing: apt-get install dataset-fashion-mnist")
+        if args.tune:
+            print_table(tune(args, train, classifier))
+        elif args.long_tail:
+            long_tail(args, train, test, classifier)
+        else:
+            evaluator, _ = load_or_train_eval_classifier(train.images, train.labels, test.images, test.labels)
+            show_table(main_table(args, train, test, evaluator, features(evaluator, test.images), classifier), args)
     print(f"wrote {args.out}")
+
+
+def show_table(results: dict, args: argparse.Namespace) -> None:
+    """Print a main table, and plot it once it has the standard arm the gains are taken against."""
+    print_table(results)
+    if "standard" in results["settings"][str(args.ks[0])]["arms"]:
+        plot(results, IMAGES / f"{args.out.stem}_accuracy.png")
 
 
 if __name__ == "__main__":
